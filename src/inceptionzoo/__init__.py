@@ -1,0 +1,38 @@
+"""inceptionzoo: the Inception family for PyTorch, every ablation of the papers buildable by name.
+
+``import inceptionzoo`` registers the models and nothing else: no training code, no network access.
+"""
+
+from . import models  # noqa: F401  (registers every model family)
+from ._checkpoint import CheckpointMismatchError, load_checkpoint, load_state_dict
+from ._factory import create_model
+from ._registry import (
+    UnknownModelError,
+    get_pretrained_cfg,
+    is_model,
+    list_models,
+    list_pretrained,
+    model_entrypoint,
+    register_model,
+    split_model_name_tag,
+)
+from .layers import InceptionOutputs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointMismatchError",
+    "InceptionOutputs",
+    "UnknownModelError",
+    "__version__",
+    "create_model",
+    "get_pretrained_cfg",
+    "is_model",
+    "list_models",
+    "list_pretrained",
+    "load_checkpoint",
+    "load_state_dict",
+    "model_entrypoint",
+    "register_model",
+    "split_model_name_tag",
+]

@@ -1,0 +1,97 @@
+"""Turning a registered architecture, its pretrained config and the caller's arguments into a model."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import replace
+from typing import Any
+
+from timm.models import PretrainedCfg
+from torch import nn
+
+from ._checkpoint import load_checkpoint
+from ._features import build_feature_extractor
+from ._registry import get_pretrained_cfg, list_pretrained
+
+__all__ = ["build_model_with_cfg"]
+
+
+def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[str, Any]) -> None:
+    params = inspect.signature(model_cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [name for name in params if name not in ("self", "config")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"{variant} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))} "
+            "(plus create_model's pretrained, features_only, out_indices, checkpoint_path, pretrained_cfg_overlay)"
+        )
+
+
+def resolve_pretrained_cfg(
+    variant: str, pretrained_cfg: PretrainedCfg | dict | None = None, overlay: dict | None = None
+) -> PretrainedCfg:
+    """The config for ``variant`` (``arch`` or ``arch.tag``), replaced or overlaid by the caller's."""
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        cfg = pretrained_cfg
+    elif isinstance(pretrained_cfg, dict):
+        cfg = PretrainedCfg(**pretrained_cfg)
+    else:
+        cfg = get_pretrained_cfg(variant)
+    if overlay:
+        unknown = sorted(set(overlay) - set(PretrainedCfg.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"pretrained_cfg_overlay has unknown field(s): {', '.join(unknown)}")
+        cfg = replace(cfg, **overlay)
+    return cfg
+
+
+def build_model_with_cfg(
+    model_cls: type[nn.Module],
+    variant: str,
+    pretrained: bool = False,
+    pretrained_cfg: PretrainedCfg | dict | None = None,
+    pretrained_cfg_overlay: dict | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | list[int] | int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build ``model_cls(**kwargs)`` for ``variant``, attach its ``pretrained_cfg``, load weights, wrap features.
+
+    Keyword arguments the model does not take are an error naming them, never silently dropped.
+    """
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
+    if features_only and kwargs.get("aux_logits"):
+        raise ValueError("features_only=True returns feature maps only; it cannot be combined with aux_logits=True")
+    _check_model_kwargs(model_cls, variant, {k: v for k, v in kwargs.items() if k != "config"})
+
+    if pretrained:
+        if not cfg.has_weights:
+            available = list_pretrained(f"{variant.split('.')[0]}*")
+            hint = f"tags with weights: {', '.join(available)}" if available else "no weights are published for it yet"
+            raise ValueError(f"{variant} has no pretrained weights ({hint}); load your own with checkpoint_path=...")
+        raise ValueError(
+            f"{variant}: downloading weights is not supported by this version of inceptionzoo; "
+            "download the file yourself and pass checkpoint_path=..."
+        )
+
+    model = model_cls(**kwargs)
+    in_chans = getattr(model, "in_chans", cfg.input_size[0])
+    min_size = getattr(model, "min_input_size", None)
+    cfg = replace(
+        cfg,
+        num_classes=getattr(model, "num_classes", cfg.num_classes),
+        input_size=(in_chans, *cfg.input_size[1:]),
+        min_input_size=(in_chans, *min_size) if min_size else cfg.min_input_size,
+    )
+    model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+
+    if checkpoint_path is not None:
+        load_checkpoint(model, checkpoint_path)
+
+    if features_only:
+        model = build_feature_extractor(model, out_indices)
+    return model

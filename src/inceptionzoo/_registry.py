@@ -1,0 +1,190 @@
+"""The model registry: names, weight tags and their pretrained configs, looked up the way timm users expect.
+
+Model files register builder functions with :func:`register_model`; a module-level ``default_cfgs`` (made with
+timm's ``generate_default_cfgs``) in the same file gives each architecture its ``arch.tag`` pretrained configs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from timm.models import PretrainedCfg
+from timm.models._registry import split_model_name_tag
+
+__all__ = [
+    "UnknownModelError",
+    "get_pretrained_cfg",
+    "is_model",
+    "list_models",
+    "list_pretrained",
+    "model_entrypoint",
+    "register_model",
+    "split_model_name_tag",
+]
+
+_model_entrypoints: dict[str, Callable[..., Any]] = {}
+_model_to_module: dict[str, str] = {}
+_model_default_tags: dict[str, str] = {}  # arch -> the tag used when a name has none
+_model_tags: dict[str, list[str]] = {}  # arch -> all its tags, default first
+_pretrained_cfgs: dict[str, PretrainedCfg] = {}  # 'arch.tag' (or 'arch' when untagged) -> cfg
+
+
+class UnknownModelError(ValueError):
+    """A model name or weight tag that is not registered; the message lists the closest registered names."""
+
+
+def _full_name(arch: str, tag: str) -> str:
+    return f"{arch}.{tag}" if tag else arch
+
+
+def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register a model builder under its function name, as timm's decorator of the same name does.
+
+    If the builder's module defines ``default_cfgs`` (timm ``DefaultCfg`` objects keyed by architecture), its
+    tags and pretrained configs are registered with it; otherwise the model gets a config with no weights.
+    """
+    arch = fn.__name__
+    module_name = fn.__module__
+    module = sys.modules.get(module_name)
+    _model_entrypoints[arch] = fn
+    _model_to_module[arch] = module_name.split(".")[-1]
+    if module is not None and hasattr(module, "__all__") and arch not in module.__all__:
+        module.__all__.append(arch)
+
+    default_cfg = getattr(module, "default_cfgs", {}).get(arch) if module is not None else None
+    tags: list[str] = []
+    if default_cfg is not None:
+        for tag in default_cfg.tags:
+            cfg = replace(default_cfg.cfgs[tag], architecture=arch, tag=tag or None)
+            _pretrained_cfgs[_full_name(arch, tag)] = cfg
+            tags.append(tag)
+    else:
+        _pretrained_cfgs[arch] = PretrainedCfg(architecture=arch)
+        tags.append("")
+    _model_tags[arch] = tags
+    _model_default_tags[arch] = tags[0]
+    return fn
+
+
+def _natural_key(text: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text.lower())]
+
+
+def _to_list(value: str | Iterable[str] | None) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _has_weights(full_name: str) -> bool:
+    cfg = _pretrained_cfgs.get(full_name)
+    return bool(cfg is not None and cfg.has_weights)
+
+
+def list_models(
+    filter: str | Iterable[str] = "",
+    pretrained: bool = False,
+    exclude_filters: str | Iterable[str] = (),
+    name_matches_cfg: bool = False,
+    include_tags: bool | None = None,
+) -> list[str]:
+    """Registered model names, filtered with shell-style wildcards (``"inception_v2*"``), in natural order.
+
+    With ``pretrained=True`` only names with weights are returned, as ``arch.tag``. ``include_tags`` (default:
+    the value of ``pretrained``) lists every ``arch.tag`` instead of architectures.
+    """
+    include_tags = pretrained if include_tags is None else include_tags
+    names: list[str] = []
+    for arch in _model_entrypoints:
+        if include_tags:
+            names.extend(_full_name(arch, tag) for tag in _model_tags[arch])
+        else:
+            names.append(arch)
+    patterns = _to_list(filter)
+    if patterns:
+        names = [
+            n
+            for n in names
+            if any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(split_model_name_tag(n)[0], p) for p in patterns)
+        ]
+    for pattern in _to_list(exclude_filters):
+        names = [n for n in names if not fnmatch.fnmatchcase(n, pattern)]
+    if pretrained:
+        if include_tags:
+            names = [n for n in names if _has_weights(n)]
+        else:
+            names = [n for n in names if any(_has_weights(_full_name(n, t)) for t in _model_tags[n])]
+    if name_matches_cfg:
+        names = [n for n in names if n in _pretrained_cfgs]
+    return sorted(set(names), key=_natural_key)
+
+
+def list_pretrained(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:
+    """Every ``arch.tag`` that has published weights, filtered like :func:`list_models`."""
+    return list_models(filter, pretrained=True, exclude_filters=exclude_filters, include_tags=True)
+
+
+def _closest(name: str, candidates: Iterable[str], count: int = 5) -> list[str]:
+    candidates = list(candidates)
+    close = difflib.get_close_matches(name, candidates, n=count, cutoff=0.5)
+    if not close:  # fall back to a shared prefix, useful for short or truncated names
+        stem = name[:6]
+        close = [c for c in candidates if c.startswith(stem)][:count]
+    return close
+
+
+def _unknown_model(name: str) -> UnknownModelError:
+    arch, _ = split_model_name_tag(name)
+    close = _closest(arch, _model_entrypoints)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return UnknownModelError(
+        f"unknown model {name!r}.{hint} See inceptionzoo.list_models() for all {len(_model_entrypoints)} models."
+    )
+
+
+def _unknown_tag(arch: str, tag: str) -> UnknownModelError:
+    tags = [_full_name(arch, t) for t in _model_tags[arch] if t]
+    real = ", ".join(tags) if tags else f"none: {arch} has no published weights yet"
+    return UnknownModelError(f"{arch!r} has no weights tagged {tag!r}. Its tags: {real}.")
+
+
+def is_model(model_name: str) -> bool:
+    """True if the architecture part of ``model_name`` is registered (a tag, if given, is not checked)."""
+    return split_model_name_tag(model_name)[0] in _model_entrypoints
+
+
+def model_entrypoint(model_name: str) -> Callable[..., Any]:
+    """The builder function registered for ``model_name`` (tag ignored); a clear error for unknown names."""
+    arch = split_model_name_tag(model_name)[0]
+    if arch not in _model_entrypoints:
+        raise _unknown_model(model_name)
+    return _model_entrypoints[arch]
+
+
+def resolve_model_name(model_name: str) -> tuple[str, str]:
+    """Split ``arch.tag`` and check both parts; a missing tag becomes the architecture's default tag."""
+    arch, tag = split_model_name_tag(model_name)
+    if arch not in _model_entrypoints:
+        raise _unknown_model(model_name)
+    if not tag:
+        tag = _model_default_tags[arch]
+    elif tag not in _model_tags[arch]:
+        raise _unknown_tag(arch, tag)
+    return arch, tag
+
+
+def get_pretrained_cfg(model_name: str) -> PretrainedCfg:
+    """The pretrained config of ``arch`` (its default tag) or ``arch.tag``: preprocessing, sizes, provenance."""
+    arch, tag = resolve_model_name(model_name)
+    return replace(_pretrained_cfgs[_full_name(arch, tag)])
+
+
+def get_model_module(model_name: str) -> str:
+    """The name of the model-family file an architecture is defined in (``inception_v3``, ...)."""
+    return _model_to_module[split_model_name_tag(model_name)[0]] if is_model(model_name) else ""

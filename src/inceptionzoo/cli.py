@@ -1,0 +1,90 @@
+"""The ``inceptionzoo`` command: list the registered models and show what one of them is."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import list_models
+
+    names = list_models(args.pattern or "", pretrained=args.pretrained)
+    for name in names:
+        print(name)
+    if not names:
+        what = "pretrained weights" if args.pretrained else "models"
+        print(f"no {what} match {args.pattern!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def model_info(name: str) -> dict:
+    """The facts ``inceptionzoo info`` prints: sizes, cost, feature taps and weight tags."""
+    from . import create_model, get_pretrained_cfg, list_models
+    from .stats import count_macs, count_parameters
+
+    model = create_model(name)
+    cfg = get_pretrained_cfg(name)
+    arch = cfg.architecture or name.split(".")[0]
+    return {
+        "name": name,
+        "parameters": count_parameters(model),
+        "macs": count_macs(model),
+        "input_size": list(model.pretrained_cfg["input_size"]),
+        "min_input_size": list(model.pretrained_cfg["min_input_size"]),
+        "num_features": model.num_features,
+        "feature_info": model.feature_info,
+        "weight_tags": [t for t in list_models(arch, include_tags=True) if "." in t],
+        "paper": f"{cfg.paper_name} ({cfg.paper_ids})" if cfg.paper_name else None,
+        "description": cfg.description,
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = model_info(args.name)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c, h, w = info["input_size"]
+    print(f"{info['name']}: {info['description'] or ''}")
+    print(f"  paper:          {info['paper'] or '-'}")
+    print(f"  parameters:     {info['parameters']:,}")
+    print(f"  multiply-adds:  {info['macs'] / 1e9:.3f} G at {h}x{w}")
+    print(f"  input size:     {c}x{h}x{w}   minimum: {'x'.join(map(str, info['min_input_size'][1:]))}")
+    print(f"  num_features:   {info['num_features']}")
+    print("  feature_info:")
+    for i, tap in enumerate(info["feature_info"]):
+        print(f"    {i}: {tap['module']:<16} channels {tap['num_chs']:<5} reduction {tap['reduction']}")
+    print(f"  weight tags:    {', '.join(info['weight_tags']) or 'none published yet'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inceptionzoo", description="The Inception family for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="list registered models (shell-style PATTERN, e.g. 'inception_v3*')")
+    p_list.add_argument("pattern", nargs="?", default="", help="shell-style wildcard filter")
+    p_list.add_argument("--pretrained", action="store_true", help="only names with published weights, as arch.tag")
+    p_list.set_defaults(func=_cmd_list)
+    p_info = sub.add_parser("info", help="parameters, multiply-adds, input sizes, feature taps and weight tags")
+    p_info.add_argument("name", help="a model name, optionally arch.tag")
+    p_info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p_info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (
+        ValueError,
+        TypeError,
+    ) as error:  # the library's own errors are written for people: show them plainly
+        print(f"inceptionzoo: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,3 @@
+"""Model families; importing this package registers every model."""
+
+from .inception_v3 import *  # noqa: F403

@@ -1,0 +1,565 @@
+"""Inception-v3 (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision", 1512.00567).
+
+The blocks follow the paper's figures 5, 6, 7 and 10 with the widths of the paper's reference model file
+(the network that TF-slim, torchvision and timm implement). Their submodule names equal timm's and
+torchvision's, so ``inception_v3`` checkpoints from either library load with ``strict=True``.
+"""
+
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import create_classifier, trunc_normal_
+from timm.models import generate_default_cfgs
+from timm.models._features import feature_take_indices
+from torch import nn
+from torch.jit import Final
+from torch.utils.checkpoint import checkpoint
+
+from .._builder import build_model_with_cfg
+from .._registry import register_model
+from ..layers import (
+    ConvNormAct,
+    InceptionOutputs,
+    check_image_input,
+    minimum_input_size,
+    resolve_act_layer,
+    resolve_norm_layer,
+    spatial_output_size,
+)
+
+__all__ = [
+    "GridReduction",
+    "GridReductionAsymmetric",
+    "InceptionAsymmetric",
+    "InceptionAux",
+    "InceptionExpandedFilterBank",
+    "InceptionFactorized5x5",
+    "InceptionV3",
+    "InceptionV3Config",
+]
+
+torch.fx.wrap("check_image_input")
+
+
+class InceptionFactorized5x5(nn.Module):
+    """Figure 5: the 35x35-grid module in which a 5x5 convolution is replaced by two stacked 3x3 convolutions.
+
+    Branches: 1x1; 1x1 -> 5x5 (kept by the reference model); 1x1 -> 3x3 -> 3x3; 3x3 average pool -> 1x1.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        pool_features: int,
+        out_1x1: int = 64,
+        reduce_5x5: int = 48,
+        out_5x5: int = 64,
+        reduce_3x3: int = 64,
+        out_3x3: int = 96,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+    ) -> None:
+        super().__init__()
+        self.branch1x1 = conv_layer(in_chs, out_1x1, kernel_size=1)
+        self.branch5x5_1 = conv_layer(in_chs, reduce_5x5, kernel_size=1)
+        self.branch5x5_2 = conv_layer(reduce_5x5, out_5x5, kernel_size=5, padding=2)
+        self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
+        self.branch3x3dbl_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = conv_layer(out_3x3, out_3x3, kernel_size=3, padding=1)
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.branch_pool = conv_layer(in_chs, pool_features, kernel_size=1)
+        self.out_chs = out_1x1 + out_5x5 + out_3x3 + pool_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch1x1 = self.branch1x1(x)
+        branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        branch_pool = self.branch_pool(self.pool(x))
+        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
+
+
+class GridReduction(nn.Module):
+    """Figure 10: reduce the grid 35x35 -> 17x17 with parallel stride-2 convolution and pooling branches.
+
+    Concatenating a stride-2 pool with stride-2 convolutions avoids both the representational bottleneck of
+    pooling first and the cost of convolving first (figure 9).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_3x3: int = 384,
+        reduce_3x3dbl: int = 64,
+        out_3x3dbl: int = 96,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+    ) -> None:
+        super().__init__()
+        self.branch3x3 = conv_layer(in_chs, out_3x3, kernel_size=3, stride=2)
+        self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3dbl, kernel_size=1)
+        self.branch3x3dbl_2 = conv_layer(reduce_3x3dbl, out_3x3dbl, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = conv_layer(out_3x3dbl, out_3x3dbl, kernel_size=3, stride=2)
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.out_chs = out_3x3 + out_3x3dbl + in_chs
+
+    def output_size(self, size: int, dim: int) -> int:
+        return spatial_output_size(self.pool, size, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch3x3 = self.branch3x3(x)
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return torch.cat([branch3x3, branch3x3dbl, self.pool(x)], 1)
+
+
+def _asymmetric(conv_layer: Any, in_chs: int, out_chs: int, n: int, vertical_first: bool) -> list[nn.Module]:
+    """Figure 6's factorization of an n x n convolution into 1 x n and n x 1 (in the given order)."""
+    horizontal = {"kernel_size": (1, n), "padding": (0, n // 2)}
+    vertical = {"kernel_size": (n, 1), "padding": (n // 2, 0)}
+    first, second = (vertical, horizontal) if vertical_first else (horizontal, vertical)
+    return [conv_layer(in_chs, in_chs, **first), conv_layer(in_chs, out_chs, **second)]
+
+
+class InceptionAsymmetric(nn.Module):
+    """Figure 6: the 17x17-grid module with each n x n convolution factorized into 1 x n and n x 1 (n = 7).
+
+    Branches: 1x1; 1x1 -> 1xn -> nx1; 1x1 -> nx1 -> 1xn -> nx1 -> 1xn; 3x3 average pool -> 1x1.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        channels_7x7: int,
+        out_chs_per_branch: int = 192,
+        n: int = 7,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+    ) -> None:
+        super().__init__()
+        c7, out = channels_7x7, out_chs_per_branch
+        self.branch1x1 = conv_layer(in_chs, out, kernel_size=1)
+        self.branch7x7_1 = conv_layer(in_chs, c7, kernel_size=1)
+        self.branch7x7_2, self.branch7x7_3 = _asymmetric(conv_layer, c7, out, n, vertical_first=False)
+        self.branch7x7dbl_1 = conv_layer(in_chs, c7, kernel_size=1)
+        self.branch7x7dbl_2, self.branch7x7dbl_3 = _asymmetric(conv_layer, c7, c7, n, vertical_first=True)
+        self.branch7x7dbl_4, self.branch7x7dbl_5 = _asymmetric(conv_layer, c7, out, n, vertical_first=True)
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.branch_pool = conv_layer(in_chs, out, kernel_size=1)
+        self.out_chs = 4 * out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch1x1 = self.branch1x1(x)
+        branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        branch7x7dbl = self.branch7x7dbl_1(x)
+        branch7x7dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(branch7x7dbl))
+        branch7x7dbl = self.branch7x7dbl_5(self.branch7x7dbl_4(branch7x7dbl))
+        branch_pool = self.branch_pool(self.pool(x))
+        return torch.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
+
+
+class GridReductionAsymmetric(nn.Module):
+    """Figure 10 on the 17x17 grid: reduce 17x17 -> 8x8 with a 3x3/2 branch, a 1x7 -> 7x1 -> 3x3/2 branch and
+    a parallel stride-2 max pool."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        reduce_3x3: int = 192,
+        out_3x3: int = 320,
+        channels_7x7: int = 192,
+        n: int = 7,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+    ) -> None:
+        super().__init__()
+        self.branch3x3_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
+        self.branch3x3_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=3, stride=2)
+        self.branch7x7x3_1 = conv_layer(in_chs, channels_7x7, kernel_size=1)
+        self.branch7x7x3_2, self.branch7x7x3_3 = _asymmetric(
+            conv_layer, channels_7x7, channels_7x7, n, vertical_first=False
+        )
+        self.branch7x7x3_4 = conv_layer(channels_7x7, channels_7x7, kernel_size=3, stride=2)
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.out_chs = out_3x3 + channels_7x7 + in_chs
+
+    def output_size(self, size: int, dim: int) -> int:
+        return spatial_output_size(self.pool, size, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch3x3 = self.branch3x3_2(self.branch3x3_1(x))
+        branch7x7x3 = self.branch7x7x3_1(x)
+        branch7x7x3 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(branch7x7x3)))
+        return torch.cat([branch3x3, branch7x7x3, self.pool(x)], 1)
+
+
+class InceptionExpandedFilterBank(nn.Module):
+    """Figure 7: the 8x8-grid module with expanded filter-bank outputs (parallel 1x3 and 3x1 convolutions)
+    that promotes high-dimensional representations on the coarsest grid."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_1x1: int = 320,
+        channels_3x3: int = 384,
+        reduce_3x3dbl: int = 448,
+        pool_proj: int = 192,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+    ) -> None:
+        super().__init__()
+        c3 = channels_3x3
+        self.branch1x1 = conv_layer(in_chs, out_1x1, kernel_size=1)
+        self.branch3x3_1 = conv_layer(in_chs, c3, kernel_size=1)
+        self.branch3x3_2a = conv_layer(c3, c3, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3_2b = conv_layer(c3, c3, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3dbl, kernel_size=1)
+        self.branch3x3dbl_2 = conv_layer(reduce_3x3dbl, c3, kernel_size=3, padding=1)
+        self.branch3x3dbl_3a = conv_layer(c3, c3, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = conv_layer(c3, c3, kernel_size=(3, 1), padding=(1, 0))
+        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.branch_pool = conv_layer(in_chs, pool_proj, kernel_size=1)
+        self.out_chs = out_1x1 + 4 * c3 + pool_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch1x1 = self.branch1x1(x)
+        branch3x3 = self.branch3x3_1(x)
+        branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        branch_pool = self.branch_pool(self.pool(x))
+        return torch.cat(
+            [
+                branch1x1,
+                self.branch3x3_2a(branch3x3),
+                self.branch3x3_2b(branch3x3),
+                self.branch3x3dbl_3a(branch3x3dbl),
+                self.branch3x3dbl_3b(branch3x3dbl),
+                branch_pool,
+            ],
+            1,
+        )
+
+
+class InceptionAux(nn.Module):
+    """The auxiliary classifier on the last 17x17 layer (section 4): 5x5/3 average pool, 1x1 conv to 128,
+    a 5x5 conv to 768 acting as the "fully connected" layer, and a linear classifier.
+
+    ``fc_norm=True`` batch-normalizes that "fully connected" layer (Table 3's "BN-auxiliary", +0.4% top-1).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        num_classes: int,
+        conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        fc_norm: bool = True,
+        mid_chs: int = 128,
+        fc_chs: int = 768,
+    ) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(kernel_size=5, stride=3)
+        self.conv0 = conv_layer(in_chs, mid_chs, kernel_size=1)
+        self.conv1 = conv_layer(mid_chs, fc_chs, kernel_size=5, **({} if fc_norm else {"norm_layer": None}))
+        self.conv1.conv.stddev = 0.01
+        self.fc = nn.Linear(fc_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc.stddev = 0.001
+        self.fc_chs = fc_chs
+
+    def output_size(self, size: int, dim: int) -> int:
+        for layer in (self.pool, self.conv0, self.conv1):
+            size = spatial_output_size(layer, size, dim)
+        return size
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.fc_chs, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(self.conv0(self.pool(x)))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+@dataclass(frozen=True)
+class InceptionV3Config:
+    """The widths and choices that define one member of the Inception-v2/v3 family (Table 3's rows).
+
+    The defaults are Inception-v3 as in the paper's reference model file.
+    """
+
+    stem_widths: tuple[int, ...] = (32, 32, 64, 80, 192)
+    grid35_pool_features: tuple[int, ...] = (32, 64, 64)
+    grid17_channels_7x7: tuple[int, ...] = (128, 160, 160, 192)
+    grid8_blocks: int = 2
+    aux_fc_norm: bool = True
+    paper_row: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class InceptionV3(nn.Module):
+    """The Inception-v2/v3 network of the 2016 paper, built from the shared blocks above and a config.
+
+    ``forward`` returns logits, or :class:`~inceptionzoo.layers.InceptionOutputs` ``(logits, aux_logits)`` in
+    both training and eval mode when built with ``aux_logits=True``.
+    """
+
+    aux_logits: Final[bool]
+
+    def __init__(
+        self,
+        config: InceptionV3Config | None = None,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        global_pool: str = "avg",
+        aux_logits: bool = False,
+        norm_layer: str | type[nn.Module] | None = "batchnorm2d",
+        norm_eps: float = 1e-3,
+        act_layer: str | type[nn.Module] = "relu",
+    ) -> None:
+        super().__init__()
+        config = config or InceptionV3Config()
+        if len(config.grid35_pool_features) != 3 or len(config.grid17_channels_7x7) != 4 or config.grid8_blocks != 2:
+            raise ValueError("InceptionV3 builds 3 modules at 35x35, 4 at 17x17 and 2 at 8x8")
+        self.config = config
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.aux_logits = aux_logits
+        self.grad_checkpointing = False
+        conv = partial(
+            ConvNormAct,
+            norm_layer=resolve_norm_layer(norm_layer, norm_eps),
+            act_layer=resolve_act_layer(act_layer),
+        )
+
+        w1a, w2a, w2b, w3b, w4a = config.stem_widths
+        self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=2)
+        self.Conv2d_2a_3x3 = conv(w1a, w2a, kernel_size=3)
+        self.Conv2d_2b_3x3 = conv(w2a, w2b, kernel_size=3, padding=1)
+        self.Pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Conv2d_3b_1x1 = conv(w2b, w3b, kernel_size=1)
+        self.Conv2d_4a_3x3 = conv(w3b, w4a, kernel_size=3)
+        self.Pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
+
+        chs = w4a
+        pool_5b, pool_5c, pool_5d = config.grid35_pool_features
+        self.Mixed_5b = InceptionFactorized5x5(chs, pool_5b, conv_layer=conv)
+        self.Mixed_5c = InceptionFactorized5x5(self.Mixed_5b.out_chs, pool_5c, conv_layer=conv)
+        self.Mixed_5d = InceptionFactorized5x5(self.Mixed_5c.out_chs, pool_5d, conv_layer=conv)
+        self.Mixed_6a = GridReduction(self.Mixed_5d.out_chs, conv_layer=conv)
+        c7b, c7c, c7d, c7e = config.grid17_channels_7x7
+        self.Mixed_6b = InceptionAsymmetric(self.Mixed_6a.out_chs, c7b, conv_layer=conv)
+        self.Mixed_6c = InceptionAsymmetric(self.Mixed_6b.out_chs, c7c, conv_layer=conv)
+        self.Mixed_6d = InceptionAsymmetric(self.Mixed_6c.out_chs, c7d, conv_layer=conv)
+        self.Mixed_6e = InceptionAsymmetric(self.Mixed_6d.out_chs, c7e, conv_layer=conv)
+        grid17_chs = self.Mixed_6e.out_chs
+        self.AuxLogits = (
+            InceptionAux(grid17_chs, num_classes, conv_layer=conv, fc_norm=config.aux_fc_norm) if aux_logits else None
+        )
+        self.Mixed_7a = GridReductionAsymmetric(grid17_chs, conv_layer=conv)
+        self.Mixed_7b = InceptionExpandedFilterBank(self.Mixed_7a.out_chs, conv_layer=conv)
+        self.Mixed_7c = InceptionExpandedFilterBank(self.Mixed_7b.out_chs, conv_layer=conv)
+
+        self.num_features = self.head_hidden_size = self.Mixed_7c.out_chs
+        self.global_pool, self.head_drop, self.fc = create_classifier(
+            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
+        )
+
+        # layers in forward order (aux head excluded) and the taps for features_only / forward_intermediates
+        self.layer_names = [name for name, _ in self.named_children() if name.startswith(("Conv2d", "Pool", "Mixed"))]
+        self.feature_info = [
+            {"num_chs": self.Conv2d_2b_3x3.out_chs, "reduction": 2, "module": "Conv2d_2b_3x3"},
+            {"num_chs": self.Conv2d_4a_3x3.out_chs, "reduction": 4, "module": "Conv2d_4a_3x3"},
+            {"num_chs": self.Mixed_5d.out_chs, "reduction": 8, "module": "Mixed_5d"},
+            {"num_chs": grid17_chs, "reduction": 16, "module": "Mixed_6e"},
+            {"num_chs": self.num_features, "reduction": 32, "module": "Mixed_7c"},
+        ]
+        self.feature_ends = [self.layer_names.index(info["module"]) for info in self.feature_info]
+        layers = [getattr(self, name) for name in self.layer_names]
+        self.features_min_size = minimum_input_size(layers)
+        if self.AuxLogits is not None:
+            pre_aux = layers[: self.layer_names.index("Mixed_6e") + 1]
+            aux_min = minimum_input_size([*pre_aux, self.AuxLogits])
+            self.min_input_size = (
+                max(aux_min[0], self.features_min_size[0]),
+                max(aux_min[1], self.features_min_size[1]),
+            )
+        else:
+            self.min_input_size = self.features_min_size
+        self.min_height, self.min_width = self.min_input_size
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # truncated normal as in the TensorFlow reference (std 0.1; 0.01 / 0.001 for the aux head's last layers)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                trunc_normal_(module.weight, std=getattr(module, "stddev", 0.1))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Any:
+        """Map a parameter name to its group (for layer-wise learning-rate decay): the stem, then each block
+        (or each grid stage with ``coarse=True``); the auxiliary head goes with the last 17x17 block."""
+        blocks = [n for n in self.layer_names if n.startswith("Mixed")]
+        stages = sorted({n[len("Mixed_")] for n in blocks})
+
+        def matcher(name: str) -> float:
+            top = name.split(".")[0]
+            if top.startswith(("Conv2d", "Pool")):
+                return 0
+            if top == "AuxLogits":
+                top = "Mixed_6e"
+            if top in blocks:
+                return 1 + (stages.index(top[len("Mixed_")]) if coarse else blocks.index(top))
+            return float("inf")
+
+        return matcher
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them (saves memory)."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (and the auxiliary head's) for ``num_classes``; 0 removes it."""
+        self.num_classes = num_classes
+        if global_pool is None:
+            global_pool = self.global_pool.pool_type
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        if self.AuxLogits is not None:
+            self.AuxLogits.reset_classifier(num_classes)
+
+    @torch.jit.ignore
+    def _run_layers(self, names: list[str], x: torch.Tensor) -> torch.Tensor:
+        for name in names:
+            layer = getattr(self, name)
+            if self.grad_checkpointing and torch.is_grad_enabled() and name.startswith(("Mixed", "Conv2d")):
+                x = checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        return x
+
+    def _forward_to_aux(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self._run_layers(self.layer_names[: self.layer_names.index("Mixed_6e") + 1], x)
+        x = self.Pool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
+        x = self.Pool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
+        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
+        x = self.Mixed_6a(x)
+        return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
+
+    def _forward_from_aux(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self._run_layers(self.layer_names[self.layer_names.index("Mixed_6e") + 1 :], x)
+        return self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` roughly (8x8 at 299x299)."""
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        return self._forward_from_aux(self._forward_to_aux(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.global_pool(x))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor):
+        check_image_input(x, self.in_chans, self.min_height, self.min_width)
+        x = self._forward_to_aux(x)
+        if self.aux_logits:
+            assert self.AuxLogits is not None
+            aux = self.AuxLogits(x)
+            return InceptionOutputs(self.forward_head(self._forward_from_aux(x)), aux)
+        return self.forward_head(self._forward_from_aux(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the network and also return the feature maps at ``feature_info`` taps (timm's API).
+
+        ``indices``: the last n taps if an int, these taps if a list, all if None. ``norm`` is accepted for
+        timm compatibility (the network has no final norm layer). The auxiliary head is not run.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
+        take_ends = {self.feature_ends[i] for i in take_indices}
+        names = self.layer_names[: self.feature_ends[max_index] + 1] if stop_early else self.layer_names
+        intermediates = []
+        for i, name in enumerate(names):
+            x = getattr(self, name)(x)
+            if i in take_ends:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last tap in ``indices`` (and the head), for a lean feature backbone."""
+        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
+        for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
+            setattr(self, name, nn.Identity())
+        if max_index < len(self.feature_ends) - 1:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            prune_head = True
+        if prune_head:
+            self.AuxLogits = None
+            self.aux_logits = False
+            self.reset_classifier(0, "")
+        return take_indices
+
+
+def _create(variant: str, config: InceptionV3Config, pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    return build_model_with_cfg(InceptionV3, variant, pretrained, config=config, **kwargs)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 1000,
+        "input_size": (3, 299, 299),
+        "pool_size": (8, 8),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "first_conv": "Conv2d_1a_3x3.conv",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:1512.00567",
+        "paper_name": "Rethinking the Inception Architecture for Computer Vision",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "inception_v3": _cfg(
+            description="Inception-v3: Table 3, last row (Inception-v2 + factorized 7x7 + BN-auxiliary)."
+        ),
+    }
+)
+
+
+@register_model
+def inception_v3(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Inception-v3 (Table 3, row 8): 23.8M parameters, about 5.7 G multiply-adds at 299x299."""
+    return _create(
+        "inception_v3",
+        InceptionV3Config(paper_row="Table 3, row 8: Inception-v2 BN-auxiliary"),
+        pretrained,
+        **kwargs,
+    )
