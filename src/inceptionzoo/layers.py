@@ -14,6 +14,7 @@ from torch import nn
 __all__ = [
     "ConvNormAct",
     "InceptionOutputs",
+    "check_head_arguments",
     "check_image_input",
     "conv_output_size",
     "minimum_input_size",
@@ -153,6 +154,16 @@ def minimum_input_size(layers: list[nn.Module], limit: int = 4096) -> tuple[int,
             raise ValueError(f"no input up to {limit} pixels fits these layers")
         result.append(size)
     return result[0], result[1]
+
+
+def check_head_arguments(num_classes: int, global_pool: str) -> None:
+    """Unpooled output (``global_pool=""``) is a feature map; a linear classifier cannot follow it."""
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be 0 (no classifier) or more, got {num_classes}")
+    if not global_pool and num_classes > 0:
+        raise ValueError(
+            f'global_pool="" returns unpooled feature maps; use it with num_classes=0 (got num_classes={num_classes})'
+        )
 
 
 def check_image_input(x: torch.Tensor, in_chans: int, min_height: int, min_width: int) -> None:

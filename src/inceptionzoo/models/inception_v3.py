@@ -23,6 +23,7 @@ from .._registry import register_model
 from ..layers import (
     ConvNormAct,
     InceptionOutputs,
+    check_head_arguments,
     check_image_input,
     minimum_input_size,
     resolve_act_layer,
@@ -358,6 +359,7 @@ class InceptionV3(nn.Module):
         self.Mixed_7c = InceptionExpandedFilterBank(self.Mixed_7b.out_chs, conv_layer=conv)
 
         self.num_features = self.head_hidden_size = self.Mixed_7c.out_chs
+        check_head_arguments(num_classes, global_pool)
         self.global_pool, self.head_drop, self.fc = create_classifier(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
         )
@@ -427,9 +429,10 @@ class InceptionV3(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier (and the auxiliary head's) for ``num_classes``; 0 removes it."""
-        self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
+        check_head_arguments(num_classes, global_pool)
+        self.num_classes = num_classes
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         if self.AuxLogits is not None:

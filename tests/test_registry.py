@@ -1,0 +1,101 @@
+import pytest
+import torch
+from timm.models import PretrainedCfg
+
+import inceptionzoo
+from inceptionzoo import _registry
+from inceptionzoo._registry import UnknownModelError
+
+
+def test_list_models_wildcards_and_excludes():
+    all_models = inceptionzoo.list_models()
+    assert "inception_v3" in all_models
+    assert all_models == sorted(all_models, key=_registry._natural_key)
+    assert inceptionzoo.list_models("inception_v3*") == [n for n in all_models if n.startswith("inception_v3")]
+    assert "inception_v3" not in inceptionzoo.list_models("inception_v3*", exclude_filters="inception_v3")
+    assert inceptionzoo.list_models("no_such_family*") == []
+    assert inceptionzoo.list_models(["inception_v3", "nothing*"]) == ["inception_v3"]
+
+
+def test_pretrained_listing_is_only_real_weights():
+    for name in inceptionzoo.list_pretrained():
+        assert inceptionzoo.get_pretrained_cfg(name).has_weights
+    assert inceptionzoo.list_models(pretrained=True) == inceptionzoo.list_pretrained()
+
+
+def test_is_model_and_entrypoint():
+    assert inceptionzoo.is_model("inception_v3")
+    assert inceptionzoo.is_model("inception_v3.sometag")
+    assert not inceptionzoo.is_model("resnet50")
+    assert inceptionzoo.model_entrypoint("inception_v3").__name__ == "inception_v3"
+
+
+@pytest.mark.parametrize("typo", ["inceptoin_v3", "inception_3", "Inception_v3", "inception_v3x"])
+def test_unknown_name_lists_close_matches(typo):
+    with pytest.raises(UnknownModelError, match="Did you mean: inception_v3"):
+        inceptionzoo.create_model(typo)
+    with pytest.raises(ValueError, match="unknown model"):
+        inceptionzoo.get_pretrained_cfg(typo)
+
+
+def test_unknown_tag_names_the_real_ones():
+    with pytest.raises(UnknownModelError, match="no weights tagged 'nope'"):
+        inceptionzoo.create_model("inception_v3.nope")
+
+
+def test_pretrained_cfg_fields():
+    cfg = inceptionzoo.get_pretrained_cfg("inception_v3")
+    assert isinstance(cfg, PretrainedCfg)
+    assert cfg.input_size == (3, 299, 299)
+    assert cfg.first_conv == "Conv2d_1a_3x3.conv" and cfg.classifier == "fc"
+    assert cfg.paper_ids and cfg.license
+    # a copy: changing it does not change the registry
+    cfg.input_size = (3, 1, 1)
+    assert inceptionzoo.get_pretrained_cfg("inception_v3").input_size == (3, 299, 299)
+
+
+def test_unknown_kwargs_are_named():
+    with pytest.raises(TypeError, match="unknown argument.*aux_logitz"):
+        inceptionzoo.create_model("inception_v3", aux_logitz=True)
+
+
+def test_pretrained_without_weights_is_a_clear_error():
+    with pytest.raises(ValueError, match="no pretrained weights.*checkpoint_path"):
+        inceptionzoo.create_model("inception_v3", pretrained=True)
+
+
+def test_pretrained_cfg_overlay():
+    model = inceptionzoo.create_model("inception_v3", pretrained_cfg_overlay={"crop_pct": 1.0})
+    assert model.pretrained_cfg["crop_pct"] == 1.0
+    with pytest.raises(TypeError, match="unknown field"):
+        inceptionzoo.create_model("inception_v3", pretrained_cfg_overlay={"crop_percent": 1.0})
+
+
+def test_third_party_register_model():
+    class Tiny(torch.nn.Module):
+        def __init__(self, num_classes: int = 1000, in_chans: int = 3, width: int = 4):
+            super().__init__()
+            self.num_classes, self.in_chans = num_classes, in_chans
+            self.conv = torch.nn.Conv2d(in_chans, width, 3)
+            self.fc = torch.nn.Linear(width, num_classes)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    def tiny_test_net(pretrained=False, **kwargs):
+        return inceptionzoo._builder.build_model_with_cfg(Tiny, "tiny_test_net", pretrained, **kwargs)
+
+    try:
+        inceptionzoo.register_model(tiny_test_net)
+        assert "tiny_test_net" in inceptionzoo.list_models("tiny*")
+        model = inceptionzoo.create_model("tiny_test_net", num_classes=7, width=2)
+        assert model(torch.randn(1, 3, 8, 8)).shape == (1, 7)
+        assert model.pretrained_cfg["num_classes"] == 7
+        with pytest.raises(TypeError, match="depth"):
+            inceptionzoo.create_model("tiny_test_net", depth=3)
+    finally:
+        for table in (_registry._model_entrypoints, _registry._model_to_module, _registry._model_tags):
+            table.pop("tiny_test_net", None)
+        _registry._model_default_tags.pop("tiny_test_net", None)
+        _registry._pretrained_cfgs.pop("tiny_test_net", None)
+    assert "tiny_test_net" not in inceptionzoo.list_models()
