@@ -15,11 +15,12 @@ _cache: dict = {}
 
 
 def build(name: str, **kwargs) -> torch.nn.Module:
-    """Models are rebuilt per test unless the test only reads them (cached by name and arguments)."""
+    """A fresh model, for tests that change it."""
     return inceptionzoo.create_model(name, **kwargs)
 
 
 def shared(name: str) -> torch.nn.Module:
+    """One eval-mode model per name, shared by the tests that only read it."""
     if name not in _cache:
         _cache[name] = inceptionzoo.create_model(name).eval()
     return _cache[name]
