@@ -91,7 +91,6 @@ def list_models(
     filter: str | Iterable[str] = "",
     pretrained: bool = False,
     exclude_filters: str | Iterable[str] = (),
-    name_matches_cfg: bool = False,
     include_tags: bool | None = None,
 ) -> list[str]:
     """Registered model names, filtered with shell-style wildcards (``"inception_v2*"``), in natural order.
@@ -120,8 +119,6 @@ def list_models(
             names = [n for n in names if _has_weights(n)]
         else:
             names = [n for n in names if any(_has_weights(_full_name(n, t)) for t in _model_tags[n])]
-    if name_matches_cfg:
-        names = [n for n in names if n in _pretrained_cfgs]
     return sorted(set(names), key=_natural_key)
 
 
@@ -183,8 +180,3 @@ def get_pretrained_cfg(model_name: str) -> PretrainedCfg:
     """The pretrained config of ``arch`` (its default tag) or ``arch.tag``: preprocessing, sizes, provenance."""
     arch, tag = resolve_model_name(model_name)
     return replace(_pretrained_cfgs[_full_name(arch, tag)])
-
-
-def get_model_module(model_name: str) -> str:
-    """The name of the model-family file an architecture is defined in (``inception_v3``, ...)."""
-    return _model_to_module[split_model_name_tag(model_name)[0]] if is_model(model_name) else ""

@@ -5,7 +5,7 @@ The blocks follow the paper's figures 5, 6, 7 and 10 with the widths of the pape
 torchvision's, so ``inception_v3`` checkpoints from either library load with ``strict=True``.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -288,9 +288,6 @@ class InceptionV3Config:
     grid8_blocks: int = 2
     aux_fc_norm: bool = True
     paper_row: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class InceptionV3(nn.Module):
