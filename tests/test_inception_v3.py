@@ -107,3 +107,44 @@ def test_checkpoint_that_does_not_fit_lists_keys(trained_pair, tmp_path):
 def test_missing_checkpoint_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
         inceptionzoo.create_model("inception_v3", checkpoint_path=tmp_path / "nope.safetensors")
+
+
+def test_table3_rows_are_configs_of_one_network():
+    v3 = set(inceptionzoo.create_model("inception_v3", aux_logits=True).state_dict())
+    f7x7 = set(inceptionzoo.create_model("inception_v2_f7x7", aux_logits=True).state_dict())
+    v2 = set(inceptionzoo.create_model("inception_v2", aux_logits=True).state_dict())
+    # row 8 adds BatchNorm to the aux head's "fully connected" layer, nothing else
+    assert v3 - f7x7 == {k for k in v3 if k.startswith("AuxLogits.conv1.bn.")}
+    assert f7x7 - v3 == {"AuxLogits.conv1.conv.bias"}
+    # row 7 factorizes the 7x7 stem into three 3x3 convolutions, nothing else
+    stem_3x3 = {k for k in f7x7 if k.startswith(("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"))}
+    assert f7x7 - v2 == stem_3x3
+    assert {k.split(".")[0] for k in v2 - f7x7} == {"Conv2d_1a_7x7"}
+    # rows 4, 5 and 6 are one network with three training recipes
+    rows = ["inception_v2", "inception_v2_rmsprop", "inception_v2_ls"]
+    models = [inceptionzoo.create_model(name) for name in rows]
+    assert len({tuple((k, v.shape) for k, v in m.state_dict().items()) for m in models}) == 1
+    assert [m.config.training_recipe for m in models] == ["momentum_sgd", "rmsprop", "rmsprop_label_smoothing"]
+    assert inceptionzoo.create_model("inception_v3").config.training_recipe == "rmsprop_label_smoothing"
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "grid35"),
+    [("inception_v3", 299, 35), ("inception_v3_rf151", 151, 35), ("inception_v3_rf79", 79, 36)],
+)
+def test_section8_low_resolution_networks_keep_the_grid(name, size, grid35):
+    model = inceptionzoo.create_model(name).eval()
+    assert model.pretrained_cfg["input_size"] == (3, size, size)
+    with torch.no_grad():
+        maps = model.forward_intermediates(torch.randn(1, 3, size, size), intermediates_only=True)
+    assert maps[2].shape[-1] == grid35
+    assert maps[-1].shape[-2:] == (8, 8)
+
+
+def test_invalid_config_is_explained():
+    from inceptionzoo.models.inception_v3 import InceptionV3Config
+
+    with pytest.raises(ValueError, match="stem must be"):
+        InceptionV3Config(stem="conv_5x5")
+    with pytest.raises(ValueError, match="training_recipe must be one of"):
+        InceptionV3Config(training_recipe="adam")

@@ -275,19 +275,43 @@ class InceptionAux(nn.Module):
         return self.fc(x)
 
 
+TRAINING_RECIPES = ("momentum_sgd", "rmsprop", "rmsprop_label_smoothing")
+
+
 @dataclass(frozen=True)
 class InceptionV3Config:
-    """The widths and choices that define one member of the Inception-v2/v3 family (Table 3's rows).
+    """The choices that define one member of the Inception-v2/v3 family (the rows of Table 3, Section 8's nets).
 
     The defaults are Inception-v3 as in the paper's reference model file.
+
+    Attributes:
+        stem: ``"factorized_7x7"`` (three 3x3 convolutions, Table 3 row 7 on) or ``"conv_7x7"`` (one 7x7/2
+            convolution, Inception-v2 of rows 4-6).
+        stem_stride: stride of the first convolution (1 for Section 8's low-resolution networks).
+        stem_pool: max-pool after the first convolutions (False for the 79x79 receptive-field network).
+        stem_widths: output channels of Conv2d_1a, 2a, 2b (the 7x7 stem uses the third), 3b and 4a.
+        aux_fc_norm: batch-normalize the aux head's "fully connected" layer (Table 3's "BN-auxiliary").
+        training_recipe: the recipe the row was trained with, for the training utilities: one of
+            ``TRAINING_RECIPES`` (momentum SGD before row 5, RMSProp from row 5, label smoothing from row 6).
+        paper_row: where the network comes from in the paper.
     """
 
+    stem: str = "factorized_7x7"
+    stem_stride: int = 2
+    stem_pool: bool = True
     stem_widths: tuple[int, ...] = (32, 32, 64, 80, 192)
     grid35_pool_features: tuple[int, ...] = (32, 64, 64)
     grid17_channels_7x7: tuple[int, ...] = (128, 160, 160, 192)
     grid8_blocks: int = 2
     aux_fc_norm: bool = True
+    training_recipe: str = "rmsprop_label_smoothing"
     paper_row: str = ""
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("factorized_7x7", "conv_7x7"):
+            raise ValueError(f"stem must be 'factorized_7x7' or 'conv_7x7', got {self.stem!r}")
+        if self.training_recipe not in TRAINING_RECIPES:
+            raise ValueError(f"training_recipe must be one of {TRAINING_RECIPES}, got {self.training_recipe!r}")
 
 
 class InceptionV3(nn.Module):
@@ -328,10 +352,15 @@ class InceptionV3(nn.Module):
         )
 
         w1a, w2a, w2b, w3b, w4a = config.stem_widths
-        self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=2)
-        self.Conv2d_2a_3x3 = conv(w1a, w2a, kernel_size=3)
-        self.Conv2d_2b_3x3 = conv(w2a, w2b, kernel_size=3, padding=1)
-        self.Pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
+        # Table 3 row 7 factorizes the first 7x7 convolution into three 3x3 ones; rows 4-6 keep the 7x7.
+        self.Conv2d_1a_7x7 = self.Conv2d_1a_3x3 = self.Conv2d_2a_3x3 = self.Conv2d_2b_3x3 = None
+        if config.stem == "conv_7x7":
+            self.Conv2d_1a_7x7 = conv(in_chans, w2b, kernel_size=7, stride=config.stem_stride)
+        else:
+            self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=config.stem_stride)
+            self.Conv2d_2a_3x3 = conv(w1a, w2a, kernel_size=3)
+            self.Conv2d_2b_3x3 = conv(w2a, w2b, kernel_size=3, padding=1)
+        self.Pool1 = nn.MaxPool2d(kernel_size=3, stride=2) if config.stem_pool else None
         self.Conv2d_3b_1x1 = conv(w2b, w3b, kernel_size=1)
         self.Conv2d_4a_3x3 = conv(w3b, w4a, kernel_size=3)
         self.Pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -363,12 +392,15 @@ class InceptionV3(nn.Module):
 
         # layers in forward order (aux head excluded) and the taps for features_only / forward_intermediates
         self.layer_names = [name for name, _ in self.named_children() if name.startswith(("Conv2d", "Pool", "Mixed"))]
+        stem_end = "Conv2d_1a_7x7" if config.stem == "conv_7x7" else "Conv2d_2b_3x3"
+        stem_reduction = config.stem_stride
+        grid_reduction = stem_reduction * (2 if config.stem_pool else 1)
         self.feature_info = [
-            {"num_chs": self.Conv2d_2b_3x3.out_chs, "reduction": 2, "module": "Conv2d_2b_3x3"},
-            {"num_chs": self.Conv2d_4a_3x3.out_chs, "reduction": 4, "module": "Conv2d_4a_3x3"},
-            {"num_chs": self.Mixed_5d.out_chs, "reduction": 8, "module": "Mixed_5d"},
-            {"num_chs": grid17_chs, "reduction": 16, "module": "Mixed_6e"},
-            {"num_chs": self.num_features, "reduction": 32, "module": "Mixed_7c"},
+            {"num_chs": w2b, "reduction": stem_reduction, "module": stem_end},
+            {"num_chs": w4a, "reduction": grid_reduction, "module": "Conv2d_4a_3x3"},
+            {"num_chs": self.Mixed_5d.out_chs, "reduction": 2 * grid_reduction, "module": "Mixed_5d"},
+            {"num_chs": grid17_chs, "reduction": 4 * grid_reduction, "module": "Mixed_6e"},
+            {"num_chs": self.num_features, "reduction": 8 * grid_reduction, "module": "Mixed_7c"},
         ]
         self.feature_ends = [self.layer_names.index(info["module"]) for info in self.feature_info]
         layers = [getattr(self, name) for name in self.layer_names]
@@ -448,7 +480,13 @@ class InceptionV3(nn.Module):
     def _forward_to_aux(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self._run_layers(self.layer_names[: self.layer_names.index("Mixed_6e") + 1], x)
-        x = self.Pool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
+        if self.Conv2d_1a_7x7 is not None:
+            x = self.Conv2d_1a_7x7(x)
+        else:
+            assert self.Conv2d_1a_3x3 is not None and self.Conv2d_2a_3x3 is not None and self.Conv2d_2b_3x3 is not None
+            x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        if self.Pool1 is not None:
+            x = self.Pool1(x)
         x = self.Pool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
         x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
         x = self.Mixed_6a(x)
@@ -523,10 +561,6 @@ class InceptionV3(nn.Module):
         return take_indices
 
 
-def _create(variant: str, config: InceptionV3Config, pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    return build_model_with_cfg(InceptionV3, variant, pretrained, config=config, **kwargs)
-
-
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "num_classes": 1000,
@@ -545,21 +579,87 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
+_STEM_7X7 = {"first_conv": "Conv2d_1a_7x7.conv"}
+
 default_cfgs = generate_default_cfgs(
     {
+        "inception_v2": _cfg(
+            **_STEM_7X7, description="Inception-v2 (Table 3, row 4): v3 graph, 7x7 stem, aux head without BN."
+        ),
+        "inception_v2_rmsprop": _cfg(**_STEM_7X7, description="Table 3, row 5: Inception-v2 trained with RMSProp."),
+        "inception_v2_ls": _cfg(**_STEM_7X7, description="Table 3, row 6: Inception-v2, RMSProp and label smoothing."),
+        "inception_v2_f7x7": _cfg(description="Table 3, row 7: Inception-v2 with the 7x7 stem factorized into 3x3s."),
         "inception_v3": _cfg(
-            description="Inception-v3: Table 3, last row (Inception-v2 + factorized 7x7 + BN-auxiliary)."
+            description="Inception-v3: Table 3, row 8 (Inception-v2 + factorized 7x7 + BN-auxiliary)."
+        ),
+        "inception_v3_rf151": _cfg(
+            input_size=(3, 151, 151),
+            description="Section 8: 151x151 receptive field (stride 1, max pool after the first layer).",
+        ),
+        "inception_v3_rf79": _cfg(
+            input_size=(3, 79, 79),
+            pool_size=(9, 9),
+            description="Section 8: 79x79 receptive field (stride 1, no first max pool).",
         ),
     }
 )
 
+_V2 = {"stem": "conv_7x7", "aux_fc_norm": False}
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    return build_model_with_cfg(InceptionV3, variant, pretrained, **kwargs)
+
+
+@register_model
+def inception_v2(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Inception-v2 (Table 3, row 4): the v3 graph with an unfactorized 7x7/2 first convolution and an aux head
+    whose "fully connected" layer has no BatchNorm; trained with momentum SGD."""
+    config = InceptionV3Config(**_V2, training_recipe="momentum_sgd", paper_row="Table 3, row 4: Inception-v2")
+    return _create("inception_v2", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v2_rmsprop(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Table 3, row 5: Inception-v2's network; its recipe switches to RMSProp (decay 0.9, epsilon 1.0)."""
+    config = InceptionV3Config(**_V2, training_recipe="rmsprop", paper_row="Table 3, row 5: Inception-v2 RMSProp")
+    return _create("inception_v2_rmsprop", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v2_ls(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Table 3, row 6: Inception-v2's network; its recipe adds label smoothing (epsilon 0.1) to RMSProp."""
+    config = InceptionV3Config(
+        **_V2, training_recipe="rmsprop_label_smoothing", paper_row="Table 3, row 6: Inception-v2 Label Smoothing"
+    )
+    return _create("inception_v2_ls", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v2_f7x7(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Table 3, row 7: the first 7x7 convolution factorized into three 3x3 convolutions (aux head still without BN)."""
+    config = InceptionV3Config(aux_fc_norm=False, paper_row="Table 3, row 7: Inception-v2 Factorized 7x7")
+    return _create("inception_v2_f7x7", pretrained, config=config, **kwargs)
+
 
 @register_model
 def inception_v3(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Inception-v3 (Table 3, row 8): 23.8M parameters, about 5.7 G multiply-adds at 299x299."""
-    return _create(
-        "inception_v3",
-        InceptionV3Config(paper_row="Table 3, row 8: Inception-v2 BN-auxiliary"),
-        pretrained,
-        **kwargs,
-    )
+    """Inception-v3 (Table 3, row 8 = row 7 + BN-auxiliary): 23.8M parameters, 5.7 G multiply-adds at 299x299."""
+    config = InceptionV3Config(paper_row="Table 3, row 8: Inception-v2 BN-auxiliary (Inception-v3)")
+    return _create("inception_v3", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v3_rf151(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Section 8: Inception-v3 for 151x151 input, first convolution at stride 1, max pool after the first layers,
+    so the 35x35 grid and the compute stay about those of the 299x299 network."""
+    config = InceptionV3Config(stem_stride=1, paper_row="Section 8: 151x151 receptive field")
+    return _create("inception_v3_rf151", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v3_rf79(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Section 8: Inception-v3 for 79x79 input, first convolution at stride 1 and no first max pool (a 36x36 grid
+    at 79x79, about the compute of the 299x299 network)."""
+    config = InceptionV3Config(stem_stride=1, stem_pool=False, paper_row="Section 8: 79x79 receptive field")
+    return _create("inception_v3_rf79", pretrained, config=config, **kwargs)
