@@ -94,7 +94,7 @@ def test_third_party_register_model():
         with pytest.raises(TypeError, match="depth"):
             inceptionzoo.create_model("tiny_test_net", depth=3)
     finally:
-        for table in (_registry._model_entrypoints, _registry._model_to_module, _registry._model_tags):
+        for table in (_registry._model_entrypoints, _registry._model_tags):
             table.pop("tiny_test_net", None)
         _registry._model_default_tags.pop("tiny_test_net", None)
         _registry._pretrained_cfgs.pop("tiny_test_net", None)

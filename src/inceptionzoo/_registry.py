@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
-_model_to_module: dict[str, str] = {}
 _model_default_tags: dict[str, str] = {}  # arch -> the tag used when a name has none
 _model_tags: dict[str, list[str]] = {}  # arch -> all its tags, default first
 _pretrained_cfgs: dict[str, PretrainedCfg] = {}  # 'arch.tag' (or 'arch' when untagged) -> cfg
@@ -53,7 +52,6 @@ def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
     module_name = fn.__module__
     module = sys.modules.get(module_name)
     _model_entrypoints[arch] = fn
-    _model_to_module[arch] = module_name.split(".")[-1]
     if module is not None and hasattr(module, "__all__") and arch not in module.__all__:
         module.__all__.append(arch)
 
