@@ -11,25 +11,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_classifier, trunc_normal_
+from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs
-from timm.models._features import feature_take_indices
 from torch import nn
 from torch.jit import Final
-from torch.utils.checkpoint import checkpoint
 
 from .._builder import build_model_with_cfg
 from .._registry import register_model
 from ..layers import (
     ConvNormAct,
     InceptionOutputs,
-    check_head_arguments,
     check_image_input,
-    minimum_input_size,
     resolve_act_layer,
     resolve_norm_layer,
     spatial_output_size,
 )
+from ._base import InceptionNet
 
 __all__ = [
     "GridReduction",
@@ -314,7 +311,7 @@ class InceptionV3Config:
             raise ValueError(f"training_recipe must be one of {TRAINING_RECIPES}, got {self.training_recipe!r}")
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(InceptionNet):
     """The Inception-v2/v3 network of the 2016 paper, built from the shared blocks above and a config.
 
     ``forward`` returns logits, or :class:`~inceptionzoo.layers.InceptionOutputs` ``(logits, aux_logits)`` in
@@ -322,6 +319,7 @@ class InceptionV3(nn.Module):
     """
 
     aux_logits: Final[bool]
+    block_prefix = "Mixed_"
 
     def __init__(
         self,
@@ -344,7 +342,6 @@ class InceptionV3(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.aux_logits = aux_logits
-        self.grad_checkpointing = False
         conv = partial(
             ConvNormAct,
             norm_layer=resolve_norm_layer(norm_layer, norm_eps),
@@ -384,37 +381,18 @@ class InceptionV3(nn.Module):
         self.Mixed_7b = InceptionExpandedFilterBank(self.Mixed_7a.out_chs, conv_layer=conv)
         self.Mixed_7c = InceptionExpandedFilterBank(self.Mixed_7b.out_chs, conv_layer=conv)
 
-        self.num_features = self.head_hidden_size = self.Mixed_7c.out_chs
-        check_head_arguments(num_classes, global_pool)
-        self.global_pool, self.head_drop, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
-        )
-
-        # layers in forward order (aux head excluded) and the taps for features_only / forward_intermediates
-        self.layer_names = [name for name, _ in self.named_children() if name.startswith(("Conv2d", "Pool", "Mixed"))]
         stem_end = "Conv2d_1a_7x7" if config.stem == "conv_7x7" else "Conv2d_2b_3x3"
         stem_reduction = config.stem_stride
         grid_reduction = stem_reduction * (2 if config.stem_pool else 1)
-        self.feature_info = [
+        num_features = self.Mixed_7c.out_chs
+        feature_info = [
             {"num_chs": w2b, "reduction": stem_reduction, "module": stem_end},
             {"num_chs": w4a, "reduction": grid_reduction, "module": "Conv2d_4a_3x3"},
             {"num_chs": self.Mixed_5d.out_chs, "reduction": 2 * grid_reduction, "module": "Mixed_5d"},
             {"num_chs": grid17_chs, "reduction": 4 * grid_reduction, "module": "Mixed_6e"},
-            {"num_chs": self.num_features, "reduction": 8 * grid_reduction, "module": "Mixed_7c"},
+            {"num_chs": num_features, "reduction": 8 * grid_reduction, "module": "Mixed_7c"},
         ]
-        self.feature_ends = [self.layer_names.index(info["module"]) for info in self.feature_info]
-        layers = [getattr(self, name) for name in self.layer_names]
-        self.features_min_size = minimum_input_size(layers)
-        if self.AuxLogits is not None:
-            pre_aux = layers[: self.layer_names.index("Mixed_6e") + 1]
-            aux_min = minimum_input_size([*pre_aux, self.AuxLogits])
-            self.min_input_size = (
-                max(aux_min[0], self.features_min_size[0]),
-                max(aux_min[1], self.features_min_size[1]),
-            )
-        else:
-            self.min_input_size = self.features_min_size
-        self.min_height, self.min_width = self.min_input_size
+        self.finish_init(num_features, num_classes, global_pool, drop_rate, feature_info, {"AuxLogits": "Mixed_6e"})
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -428,58 +406,9 @@ class InceptionV3(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Any:
-        """Map a parameter name to its group (for layer-wise learning-rate decay): the stem, then each block
-        (or each grid stage with ``coarse=True``); the auxiliary head goes with the last 17x17 block."""
-        blocks = [n for n in self.layer_names if n.startswith("Mixed")]
-        stages = sorted({n[len("Mixed_")] for n in blocks})
-
-        def matcher(name: str) -> float:
-            top = name.split(".")[0]
-            if top.startswith(("Conv2d", "Pool")):
-                return 0
-            if top == "AuxLogits":
-                top = "Mixed_6e"
-            if top in blocks:
-                return 1 + (stages.index(top[len("Mixed_")]) if coarse else blocks.index(top))
-            return float("inf")
-
-        return matcher
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass instead of storing them (saves memory)."""
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (and the auxiliary head's) for ``num_classes``; 0 removes it."""
-        if global_pool is None:
-            global_pool = self.global_pool.pool_type
-        check_head_arguments(num_classes, global_pool)
-        self.num_classes = num_classes
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
-        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        if self.AuxLogits is not None:
-            self.AuxLogits.reset_classifier(num_classes)
-
-    @torch.jit.ignore
-    def _run_layers(self, names: list[str], x: torch.Tensor) -> torch.Tensor:
-        for name in names:
-            layer = getattr(self, name)
-            if self.grad_checkpointing and torch.is_grad_enabled() and name.startswith(("Mixed", "Conv2d")):
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
-        return x
-
     def _forward_to_aux(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return self._run_layers(self.layer_names[: self.layer_names.index("Mixed_6e") + 1], x)
+            return self.run_layers(self.layer_names[0], "Mixed_6e", x)
         if self.Conv2d_1a_7x7 is not None:
             x = self.Conv2d_1a_7x7(x)
         else:
@@ -494,17 +423,13 @@ class InceptionV3(nn.Module):
 
     def _forward_from_aux(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return self._run_layers(self.layer_names[self.layer_names.index("Mixed_6e") + 1 :], x)
+            return self.run_layers("Mixed_7a", "Mixed_7c", x)
         return self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` roughly (8x8 at 299x299)."""
         check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
         return self._forward_from_aux(self._forward_to_aux(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor):
         check_image_input(x, self.in_chans, self.min_height, self.min_width)
@@ -514,51 +439,6 @@ class InceptionV3(nn.Module):
             aux = self.AuxLogits(x)
             return InceptionOutputs(self.forward_head(self._forward_from_aux(x)), aux)
         return self.forward_head(self._forward_from_aux(x))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the network and also return the feature maps at ``feature_info`` taps (timm's API).
-
-        ``indices``: the last n taps if an int, these taps if a list, all if None. ``norm`` is accepted for
-        timm compatibility (the network has no final norm layer). The auxiliary head is not run.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
-        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
-        take_ends = {self.feature_ends[i] for i in take_indices}
-        names = self.layer_names[: self.feature_ends[max_index] + 1] if stop_early else self.layer_names
-        intermediates = []
-        for i, name in enumerate(names):
-            x = getattr(self, name)(x)
-            if i in take_ends:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the layers after the last tap in ``indices`` (and the head), for a lean feature backbone."""
-        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
-        for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
-            setattr(self, name, nn.Identity())
-        if max_index < len(self.feature_ends) - 1:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-            prune_head = True
-        if prune_head:
-            self.AuxLogits = None
-            self.aux_logits = False
-            self.reset_classifier(0, "")
-        return take_indices
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:

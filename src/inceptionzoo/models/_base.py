@@ -1,0 +1,166 @@
+"""The model contract shared by every Inception family: head, classifier reset, feature taps, intermediates,
+gradient checkpointing, parameter groups and the minimum input size.
+
+A family's model class builds its layers as named attributes (the names its checkpoints use), writes its own
+scriptable ``forward``, and calls :meth:`InceptionNet.finish_init` once its layers exist.
+"""
+
+from typing import Any
+
+import torch
+from timm.layers import create_classifier
+from timm.models._features import feature_take_indices
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..layers import check_head_arguments, check_image_input, minimum_input_size
+
+__all__ = ["InceptionNet"]
+
+
+class InceptionNet(nn.Module):
+    """Base class of the zoo's models; see docs/api.md for the contract it implements."""
+
+    block_prefix: str = ""  # names of the Inception modules start with this ("Mixed_", "inception")
+
+    def finish_init(
+        self,
+        num_features: int,
+        num_classes: int,
+        global_pool: str,
+        drop_rate: float,
+        feature_info: list[dict[str, Any]],
+        aux_taps: dict[str, str],
+    ) -> None:
+        """Create the classifier and derive the feature taps, parameter groups and minimum input sizes.
+
+        ``aux_taps`` maps each auxiliary head's attribute name to the layer whose output it reads.
+        """
+        self.num_features = self.head_hidden_size = num_features
+        check_head_arguments(num_classes, global_pool)
+        self.global_pool, self.head_drop, self.fc = create_classifier(
+            num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
+        )
+        self.grad_checkpointing = False
+        # layers in forward order (aux heads and the head excluded), and where the feature taps are
+        head = {"global_pool", "head_drop", "fc", *aux_taps}
+        self.layer_names = [name for name, _ in self.named_children() if name not in head]
+        self.feature_info = feature_info
+        self.feature_ends = [self.layer_names.index(info["module"]) for info in feature_info]
+        self.aux_taps = {name: tap for name, tap in aux_taps.items() if getattr(self, name, None) is not None}
+
+        layers = [getattr(self, name) for name in self.layer_names]
+        height, width = minimum_input_size(layers)
+        self.features_min_size = (height, width)
+        for aux_name, tap in self.aux_taps.items():
+            before = layers[: self.layer_names.index(tap) + 1]
+            aux_height, aux_width = minimum_input_size([*before, getattr(self, aux_name)])
+            height, width = max(height, aux_height), max(width, aux_width)
+        self.min_input_size = (height, width)
+        self.min_height, self.min_width = height, width
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Any:
+        """Map a parameter name to its group, for layer-wise learning-rate decay: 0 for the stem, then one group per
+        Inception module (per grid stage with ``coarse=True``), the classifier last. Aux heads join their tap."""
+        blocks = [n for n in self.layer_names if n.startswith(self.block_prefix)]
+        stages = list(dict.fromkeys(n[:-1] for n in blocks))  # "Mixed_5b" -> "Mixed_5", "inception3a" -> "inception3"
+        first_block = self.layer_names.index(blocks[0])
+
+        def matcher(name: str) -> float:
+            top = self.aux_taps.get(name.split(".")[0], name.split(".")[0])
+            if top in blocks:
+                return 1 + (stages.index(top[:-1]) if coarse else blocks.index(top))
+            if top in self.layer_names:
+                index = self.layer_names.index(top)
+                if index < first_block:
+                    return 0
+                # a layer between modules (a pool or a norm) joins the module before it
+                previous = [n for n in self.layer_names[:index] if n in blocks][-1]
+                return 1 + (stages.index(previous[:-1]) if coarse else blocks.index(previous))
+            return float("inf")
+
+        return matcher
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them (saves memory)."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def run_layers(self, start: str, end: str, x: torch.Tensor) -> torch.Tensor:
+        """Run the layers from ``start`` to ``end`` (inclusive) in order, checkpointing them when enabled."""
+        names = self.layer_names[self.layer_names.index(start) : self.layer_names.index(end) + 1]
+        for name in names:
+            layer = getattr(self, name)
+            if self.grad_checkpointing and torch.is_grad_enabled() and any(p.requires_grad for p in layer.parameters()):
+                x = checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        return x
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier and every auxiliary head's classifier for ``num_classes``; 0 removes them."""
+        if global_pool is None:
+            global_pool = self.global_pool.pool_type
+        check_head_arguments(num_classes, global_pool)
+        self.num_classes = num_classes
+        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        for aux_name in self.aux_taps:
+            getattr(self, aux_name).reset_classifier(num_classes)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.global_pool(x))
+        return x if pre_logits else self.fc(x)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the network and also return the feature maps at the ``feature_info`` taps (timm's API).
+
+        ``indices``: the last n taps if an int, these taps if a list, all if None. ``norm`` is accepted for
+        timm compatibility (these networks have no final norm layer). Auxiliary heads are not run.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
+        take_ends = {self.feature_ends[i] for i in take_indices}
+        names = self.layer_names[: self.feature_ends[max_index] + 1] if stop_early else self.layer_names
+        intermediates = []
+        for i, name in enumerate(names):
+            x = getattr(self, name)(x)
+            if i in take_ends:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last tap in ``indices`` (and the head), for a lean feature backbone."""
+        take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
+        for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
+            setattr(self, name, nn.Identity())
+        if max_index < len(self.feature_ends) - 1:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            prune_head = True
+        if prune_head:
+            for aux_name in self.aux_taps:
+                setattr(self, aux_name, None)
+            self.aux_taps = {}
+            self.aux_logits = False
+            self.reset_classifier(0, "")
+        return take_indices
