@@ -35,8 +35,9 @@ def test_torchscript(name):
         xa = make_input(aux, batch=1)
         with torch.no_grad():
             out, ref = scripted_aux(xa), aux(xa)
-        assert_same(out[0], ref.logits)
-        assert_same(out[1], ref.aux_logits)
+        assert len(out) == len(ref)
+        for scripted_part, eager_part in zip(out, ref, strict=True):
+            assert_same(scripted_part, eager_part)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -65,8 +66,6 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         assert_same(compiled(x), model(x))
-    explanation = torch._dynamo.explain(model)(x)
-    assert explanation.graph_break_count == 0
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -58,6 +58,9 @@ def test_pretrained_cfg_attribute(name):
     assert model.get_submodule(cfg["first_conv"]).in_channels == model.in_chans
     assert model.get_submodule(cfg["classifier"]) is model.fc
     assert cfg["num_classes"] == model.num_classes
+    with torch.no_grad():
+        features = model.forward_features(torch.zeros(1, *cfg["input_size"]))
+    assert tuple(features.shape[-2:]) == tuple(cfg["pool_size"])
     # timm's data pipeline reads it
     from timm.data import resolve_data_config
 
@@ -109,10 +112,11 @@ def test_aux_heads_return_one_type_in_both_modes(name):
     with torch.no_grad():
         eval_out = model.eval()(x)
     assert type(train_out) is type(eval_out)
-    assert isinstance(train_out, inceptionzoo.InceptionOutputs)
-    logits, aux = train_out  # unpacks like timm's (logits, aux) tuple
-    assert logits.shape == aux.shape == (2, 5)
-    (logits.sum() + aux.sum()).backward()
+    assert isinstance(train_out, inceptionzoo.InceptionOutputs | inceptionzoo.GoogLeNetOutputs)
+    assert train_out._fields[0] == "logits" and len(train_out) >= 2
+    for tensor in train_out:
+        assert tensor.shape == (2, 5)
+    sum(tensor.sum() for tensor in train_out).backward()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -16,12 +16,13 @@ from ._registry import (
     register_model,
     split_model_name_tag,
 )
-from .layers import InceptionOutputs
+from .layers import GoogLeNetOutputs, InceptionOutputs
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointMismatchError",
+    "GoogLeNetOutputs",
     "InceptionOutputs",
     "UnknownModelError",
     "__version__",

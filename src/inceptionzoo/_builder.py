@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from dataclasses import replace
@@ -19,10 +20,14 @@ __all__ = ["build_model_with_cfg"]
 
 def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[str, Any]) -> None:
     params = inspect.signature(model_cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    accepted = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    accepted -= {"self", "config"}
+    config_class = getattr(model_cls, "config_class", None)
+    if config_class is not None:  # config fields may be passed as keyword arguments
+        accepted |= {f.name for f in dataclasses.fields(config_class)}
+    elif any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    accepted = [name for name in params if name not in ("self", "config")]
-    unknown = sorted(set(kwargs) - set(accepted))
+    unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise TypeError(
             f"{variant} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))} "

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
-from timm.layers import get_act_layer, get_norm_layer
+from timm.layers import get_act_layer, get_norm_layer, make_divisible
 from torch import nn
 
 __all__ = [
     "ConvNormAct",
+    "GoogLeNetOutputs",
     "InceptionOutputs",
     "check_head_arguments",
     "check_image_input",
     "conv_output_size",
     "minimum_input_size",
+    "replace_config",
     "resolve_act_layer",
     "resolve_norm_layer",
+    "scale_width",
     "spatial_output_size",
 ]
 
@@ -35,6 +38,17 @@ class InceptionOutputs(NamedTuple):
 
     logits: torch.Tensor
     aux_logits: torch.Tensor
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What a GoogLeNet-family model built with ``aux_logits=True`` returns, in training and eval mode alike.
+
+    Field names and order are torchvision's ``GoogLeNetOutputs``: the head on 4d comes before the head on 4a.
+    """
+
+    logits: torch.Tensor
+    aux_logits2: torch.Tensor
+    aux_logits1: torch.Tensor
 
 
 def resolve_norm_layer(norm_layer: LayerSpec, eps: float = 1e-3) -> Callable[..., nn.Module] | None:
@@ -100,13 +114,25 @@ class ConvNormAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+def scale_width(channels: int, multiplier: float = 1.0) -> int:
+    """Channels times a width multiplier, rounded to a multiple of 8 (and never below 8), as timm does."""
+    return channels if multiplier == 1.0 else max(8, make_divisible(channels * multiplier, 8))
+
+
+def replace_config(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of a frozen config dataclass with ``overrides``; unknown names are a ``TypeError`` naming them."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(
+            f"unknown argument(s) {', '.join(unknown)} for {type(config).__name__}; it has: {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
-    """Spatial size after a convolution or pooling window; 0 or less means the input was too small."""
-    span = size + 2 * padding - kernel
-    if span < 0:
-        return 0
-    steps = math.ceil(span / stride) if ceil_mode else span // stride
-    out = steps + 1
+    """Spatial size after a convolution or pooling window, by PyTorch's own formula; below 1 means too small."""
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1  # PyTorch drops a last window that would start in the right padding
     return out

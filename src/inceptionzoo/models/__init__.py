@@ -1,3 +1,4 @@
 """Model families; importing this package registers every model."""
 
+from .inception_v1 import *  # noqa: F403
 from .inception_v3 import *  # noqa: F403

@@ -22,8 +22,10 @@ from ..layers import (
     ConvNormAct,
     InceptionOutputs,
     check_image_input,
+    replace_config,
     resolve_act_layer,
     resolve_norm_layer,
+    scale_width,
     spatial_output_size,
 )
 from ._base import InceptionNet
@@ -46,6 +48,8 @@ class InceptionFactorized5x5(nn.Module):
     """Figure 5: the 35x35-grid module in which a 5x5 convolution is replaced by two stacked 3x3 convolutions.
 
     Branches: 1x1; 1x1 -> 5x5 (kept by the reference model); 1x1 -> 3x3 -> 3x3; 3x3 average pool -> 1x1.
+    ``factorize_5x5=False`` gives figure 4's module instead: the double 3x3 branch becomes 1x1 -> 5x5
+    (``branch5x5b_*``).
     """
 
     def __init__(
@@ -58,14 +62,21 @@ class InceptionFactorized5x5(nn.Module):
         reduce_3x3: int = 64,
         out_3x3: int = 96,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        factorize_5x5: bool = True,
     ) -> None:
         super().__init__()
         self.branch1x1 = conv_layer(in_chs, out_1x1, kernel_size=1)
         self.branch5x5_1 = conv_layer(in_chs, reduce_5x5, kernel_size=1)
         self.branch5x5_2 = conv_layer(reduce_5x5, out_5x5, kernel_size=5, padding=2)
-        self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
-        self.branch3x3dbl_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = conv_layer(out_3x3, out_3x3, kernel_size=3, padding=1)
+        self.branch3x3dbl_1 = self.branch3x3dbl_2 = self.branch3x3dbl_3 = None
+        self.branch5x5b_1 = self.branch5x5b_2 = None
+        if factorize_5x5:
+            self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
+            self.branch3x3dbl_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=3, padding=1)
+            self.branch3x3dbl_3 = conv_layer(out_3x3, out_3x3, kernel_size=3, padding=1)
+        else:
+            self.branch5x5b_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
+            self.branch5x5b_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=5, padding=2)
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = conv_layer(in_chs, pool_features, kernel_size=1)
         self.out_chs = out_1x1 + out_5x5 + out_3x3 + pool_features
@@ -73,16 +84,56 @@ class InceptionFactorized5x5(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch1x1 = self.branch1x1(x)
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
-        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        if self.branch3x3dbl_1 is not None:
+            assert self.branch3x3dbl_2 is not None and self.branch3x3dbl_3 is not None
+            second = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        else:
+            assert self.branch5x5b_1 is not None and self.branch5x5b_2 is not None
+            second = self.branch5x5b_2(self.branch5x5b_1(x))
         branch_pool = self.branch_pool(self.pool(x))
-        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
+        return torch.cat([branch1x1, branch5x5, second, branch_pool], 1)
 
 
-class GridReduction(nn.Module):
+GRID_REDUCTIONS = ("parallel", "pool_first", "conv_first")
+
+
+class _Reduction(nn.Module):
+    """Where a grid reduction's pool goes (figures 9 and 10): ``"parallel"`` runs stride-2 convolutions beside
+    a stride-2 pool (figure 10); ``"pool_first"`` pools, then runs the module at stride 1 (figure 9 left, a
+    representational bottleneck); ``"conv_first"`` runs the module at stride 1, then pools (figure 9 right, 3x
+    the cost). All three give the same output size and channels."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in GRID_REDUCTIONS:
+            raise ValueError(f"grid reduction must be one of {GRID_REDUCTIONS}, got {kind!r}")
+        self.kind = kind
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        # the stride and padding of the convolutions that reduce the grid themselves in figure 10
+        self.stride, self.padding = (2, 0) if kind == "parallel" else (1, 1)
+
+    def output_size(self, size: int, dim: int) -> int:
+        return spatial_output_size(self.pool, size, dim)
+
+    def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError  # each reduction defines its branches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "pool_first":
+            x = self.pool(x)
+        outputs = self.branches(x)
+        if self.kind == "conv_first":
+            outputs.append(x)
+            return self.pool(torch.cat(outputs, 1))
+        outputs.append(x if self.kind == "pool_first" else self.pool(x))
+        return torch.cat(outputs, 1)
+
+
+class GridReduction(_Reduction):
     """Figure 10: reduce the grid 35x35 -> 17x17 with parallel stride-2 convolution and pooling branches.
 
     Concatenating a stride-2 pool with stride-2 convolutions avoids both the representational bottleneck of
-    pooling first and the cost of convolving first (figure 9).
+    pooling first and the cost of convolving first (figure 9); ``kind`` builds those two for comparison.
     """
 
     def __init__(
@@ -92,26 +143,25 @@ class GridReduction(nn.Module):
         reduce_3x3dbl: int = 64,
         out_3x3dbl: int = 96,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        kind: str = "parallel",
     ) -> None:
-        super().__init__()
-        self.branch3x3 = conv_layer(in_chs, out_3x3, kernel_size=3, stride=2)
+        super().__init__(kind)
+        conv = partial(conv_layer, kernel_size=3, stride=self.stride, padding=self.padding)
+        self.branch3x3 = conv(in_chs, out_3x3)
         self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3dbl, kernel_size=1)
         self.branch3x3dbl_2 = conv_layer(reduce_3x3dbl, out_3x3dbl, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = conv_layer(out_3x3dbl, out_3x3dbl, kernel_size=3, stride=2)
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.branch3x3dbl_3 = conv(out_3x3dbl, out_3x3dbl)
         self.out_chs = out_3x3 + out_3x3dbl + in_chs
 
-    def output_size(self, size: int, dim: int) -> int:
-        return spatial_output_size(self.pool, size, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch3x3 = self.branch3x3(x)
-        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat([branch3x3, branch3x3dbl, self.pool(x)], 1)
+    def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))]
 
 
-def _asymmetric(conv_layer: Any, in_chs: int, out_chs: int, n: int, vertical_first: bool) -> list[nn.Module]:
-    """Figure 6's factorization of an n x n convolution into 1 x n and n x 1 (in the given order)."""
+def _n_by_n(conv_layer: Any, in_chs: int, out_chs: int, n: int, factorize: bool, vertical_first: bool) -> list[Any]:
+    """An n x n convolution, or figure 6's factorization of it into 1 x n and n x 1 (in the given order);
+    unfactorized, the second slot is ``None``."""
+    if not factorize:
+        return [conv_layer(in_chs, out_chs, kernel_size=n, padding=n // 2), None]
     horizontal = {"kernel_size": (1, n), "padding": (0, n // 2)}
     vertical = {"kernel_size": (n, 1), "padding": (n // 2, 0)}
     first, second = (vertical, horizontal) if vertical_first else (horizontal, vertical)
@@ -122,6 +172,7 @@ class InceptionAsymmetric(nn.Module):
     """Figure 6: the 17x17-grid module with each n x n convolution factorized into 1 x n and n x 1 (n = 7).
 
     Branches: 1x1; 1x1 -> 1xn -> nx1; 1x1 -> nx1 -> 1xn -> nx1 -> 1xn; 3x3 average pool -> 1x1.
+    ``factorize=False`` keeps each n x n whole (in the first slot of its pair) to measure what figure 6 saves.
     """
 
     def __init__(
@@ -131,32 +182,38 @@ class InceptionAsymmetric(nn.Module):
         out_chs_per_branch: int = 192,
         n: int = 7,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        factorize: bool = True,
     ) -> None:
         super().__init__()
         c7, out = channels_7x7, out_chs_per_branch
         self.branch1x1 = conv_layer(in_chs, out, kernel_size=1)
         self.branch7x7_1 = conv_layer(in_chs, c7, kernel_size=1)
-        self.branch7x7_2, self.branch7x7_3 = _asymmetric(conv_layer, c7, out, n, vertical_first=False)
+        self.branch7x7_2, self.branch7x7_3 = _n_by_n(conv_layer, c7, out, n, factorize, vertical_first=False)
         self.branch7x7dbl_1 = conv_layer(in_chs, c7, kernel_size=1)
-        self.branch7x7dbl_2, self.branch7x7dbl_3 = _asymmetric(conv_layer, c7, c7, n, vertical_first=True)
-        self.branch7x7dbl_4, self.branch7x7dbl_5 = _asymmetric(conv_layer, c7, out, n, vertical_first=True)
+        self.branch7x7dbl_2, self.branch7x7dbl_3 = _n_by_n(conv_layer, c7, c7, n, factorize, vertical_first=True)
+        self.branch7x7dbl_4, self.branch7x7dbl_5 = _n_by_n(conv_layer, c7, out, n, factorize, vertical_first=True)
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = conv_layer(in_chs, out, kernel_size=1)
         self.out_chs = 4 * out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch1x1 = self.branch1x1(x)
-        branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        branch7x7dbl = self.branch7x7dbl_1(x)
-        branch7x7dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(branch7x7dbl))
-        branch7x7dbl = self.branch7x7dbl_5(self.branch7x7dbl_4(branch7x7dbl))
+        branch7x7 = self.branch7x7_2(self.branch7x7_1(x))
+        if self.branch7x7_3 is not None:
+            branch7x7 = self.branch7x7_3(branch7x7)
+        branch7x7dbl = self.branch7x7dbl_2(self.branch7x7dbl_1(x))
+        if self.branch7x7dbl_3 is not None:
+            branch7x7dbl = self.branch7x7dbl_3(branch7x7dbl)
+        branch7x7dbl = self.branch7x7dbl_4(branch7x7dbl)
+        if self.branch7x7dbl_5 is not None:
+            branch7x7dbl = self.branch7x7dbl_5(branch7x7dbl)
         branch_pool = self.branch_pool(self.pool(x))
         return torch.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
 
 
-class GridReductionAsymmetric(nn.Module):
+class GridReductionAsymmetric(_Reduction):
     """Figure 10 on the 17x17 grid: reduce 17x17 -> 8x8 with a 3x3/2 branch, a 1x7 -> 7x1 -> 3x3/2 branch and
-    a parallel stride-2 max pool."""
+    a parallel stride-2 max pool (``kind`` as in :class:`GridReduction`)."""
 
     def __init__(
         self,
@@ -166,31 +223,34 @@ class GridReductionAsymmetric(nn.Module):
         channels_7x7: int = 192,
         n: int = 7,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        kind: str = "parallel",
+        factorize: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(kind)
+        conv = partial(conv_layer, kernel_size=3, stride=self.stride, padding=self.padding)
         self.branch3x3_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
-        self.branch3x3_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=3, stride=2)
+        self.branch3x3_2 = conv(reduce_3x3, out_3x3)
         self.branch7x7x3_1 = conv_layer(in_chs, channels_7x7, kernel_size=1)
-        self.branch7x7x3_2, self.branch7x7x3_3 = _asymmetric(
-            conv_layer, channels_7x7, channels_7x7, n, vertical_first=False
+        self.branch7x7x3_2, self.branch7x7x3_3 = _n_by_n(
+            conv_layer, channels_7x7, channels_7x7, n, factorize, vertical_first=False
         )
-        self.branch7x7x3_4 = conv_layer(channels_7x7, channels_7x7, kernel_size=3, stride=2)
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.branch7x7x3_4 = conv(channels_7x7, channels_7x7)
         self.out_chs = out_3x3 + channels_7x7 + in_chs
 
-    def output_size(self, size: int, dim: int) -> int:
-        return spatial_output_size(self.pool, size, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         branch3x3 = self.branch3x3_2(self.branch3x3_1(x))
-        branch7x7x3 = self.branch7x7x3_1(x)
-        branch7x7x3 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(branch7x7x3)))
-        return torch.cat([branch3x3, branch7x7x3, self.pool(x)], 1)
+        branch7x7x3 = self.branch7x7x3_2(self.branch7x7x3_1(x))
+        if self.branch7x7x3_3 is not None:
+            branch7x7x3 = self.branch7x7x3_3(branch7x7x3)
+        return [branch3x3, self.branch7x7x3_4(branch7x7x3)]
 
 
 class InceptionExpandedFilterBank(nn.Module):
     """Figure 7: the 8x8-grid module with expanded filter-bank outputs (parallel 1x3 and 3x1 convolutions)
-    that promotes high-dimensional representations on the coarsest grid."""
+    that promotes high-dimensional representations on the coarsest grid.
+
+    ``expanded=False`` replaces each parallel 1x3 / 3x1 pair with one 3x3 (in the ``_2a`` / ``_3a`` slots).
+    """
 
     def __init__(
         self,
@@ -200,37 +260,40 @@ class InceptionExpandedFilterBank(nn.Module):
         reduce_3x3dbl: int = 448,
         pool_proj: int = 192,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
+        expanded: bool = True,
     ) -> None:
         super().__init__()
         c3 = channels_3x3
+
+        def pair() -> list[Any]:
+            if not expanded:
+                return [conv_layer(c3, c3, kernel_size=3, padding=1), None]
+            return [
+                conv_layer(c3, c3, kernel_size=(1, 3), padding=(0, 1)),
+                conv_layer(c3, c3, kernel_size=(3, 1), padding=(1, 0)),
+            ]
+
         self.branch1x1 = conv_layer(in_chs, out_1x1, kernel_size=1)
         self.branch3x3_1 = conv_layer(in_chs, c3, kernel_size=1)
-        self.branch3x3_2a = conv_layer(c3, c3, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3_2b = conv_layer(c3, c3, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3_2a, self.branch3x3_2b = pair()
         self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3dbl, kernel_size=1)
         self.branch3x3dbl_2 = conv_layer(reduce_3x3dbl, c3, kernel_size=3, padding=1)
-        self.branch3x3dbl_3a = conv_layer(c3, c3, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3dbl_3b = conv_layer(c3, c3, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3dbl_3a, self.branch3x3dbl_3b = pair()
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = conv_layer(in_chs, pool_proj, kernel_size=1)
-        self.out_chs = out_1x1 + 4 * c3 + pool_proj
+        self.out_chs = out_1x1 + (4 if expanded else 2) * c3 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch1x1 = self.branch1x1(x)
         branch3x3 = self.branch3x3_1(x)
         branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        branch_pool = self.branch_pool(self.pool(x))
-        return torch.cat(
-            [
-                branch1x1,
-                self.branch3x3_2a(branch3x3),
-                self.branch3x3_2b(branch3x3),
-                self.branch3x3dbl_3a(branch3x3dbl),
-                self.branch3x3dbl_3b(branch3x3dbl),
-                branch_pool,
-            ],
-            1,
-        )
+        outputs = [self.branch1x1(x), self.branch3x3_2a(branch3x3)]
+        if self.branch3x3_2b is not None:
+            outputs.append(self.branch3x3_2b(branch3x3))
+        outputs.append(self.branch3x3dbl_3a(branch3x3dbl))
+        if self.branch3x3dbl_3b is not None:
+            outputs.append(self.branch3x3dbl_3b(branch3x3dbl))
+        outputs.append(self.branch_pool(self.pool(x)))
+        return torch.cat(outputs, 1)
 
 
 class InceptionAux(nn.Module):
@@ -273,20 +336,29 @@ class InceptionAux(nn.Module):
 
 
 TRAINING_RECIPES = ("momentum_sgd", "rmsprop", "rmsprop_label_smoothing")
+STEMS = ("factorized_7x7", "conv_7x7", "cifar")
 
 
 @dataclass(frozen=True)
 class InceptionV3Config:
-    """The choices that define one member of the Inception-v2/v3 family (the rows of Table 3, Section 8's nets).
+    """The choices that define one member of the Inception-v2/v3 family (the rows of Table 3, Section 8's nets,
+    the CIFAR net) and the paper's design choices as switches.
 
     The defaults are Inception-v3 as in the paper's reference model file.
 
     Attributes:
-        stem: ``"factorized_7x7"`` (three 3x3 convolutions, Table 3 row 7 on) or ``"conv_7x7"`` (one 7x7/2
-            convolution, Inception-v2 of rows 4-6).
+        stem: ``"factorized_7x7"`` (three 3x3 convolutions, Table 3 row 7 on), ``"conv_7x7"`` (one 7x7/2
+            convolution, Inception-v2 of rows 4-6) or ``"cifar"`` (the 3x3 stem at stride 1, padded, and only its
+            second pool, so a 32x32 input reaches the 35x35-grid modules at 15x15, then 7x7 and 3x3).
         stem_stride: stride of the first convolution (1 for Section 8's low-resolution networks).
         stem_pool: max-pool after the first convolutions (False for the 79x79 receptive-field network).
         stem_widths: output channels of Conv2d_1a, 2a, 2b (the 7x7 stem uses the third), 3b and 4a.
+        factorize_5x5: figure 5's two 3x3 convolutions (True) or figure 4's 5x5 in the 35x35 modules.
+        factorize_nxn: figure 6's 1 x n and n x 1 pairs (True) or whole n x n convolutions on the 17x17 grid.
+        nxn: the n of figure 6 (7 in the paper, which finds it works on grids of 12 to 20).
+        expanded_filter_bank: figure 7's parallel 1x3 / 3x1 outputs on the 8x8 grid (True) or 3x3 convolutions.
+        grid_reduction: ``"parallel"`` (figure 10), ``"pool_first"`` or ``"conv_first"`` (figure 9).
+        width_multiplier: scales every width (rounded to multiples of 8).
         aux_fc_norm: batch-normalize the aux head's "fully connected" layer (Table 3's "BN-auxiliary").
         training_recipe: the recipe the row was trained with, for the training utilities: one of
             ``TRAINING_RECIPES`` (momentum SGD before row 5, RMSProp from row 5, label smoothing from row 6).
@@ -299,27 +371,42 @@ class InceptionV3Config:
     stem_widths: tuple[int, ...] = (32, 32, 64, 80, 192)
     grid35_pool_features: tuple[int, ...] = (32, 64, 64)
     grid17_channels_7x7: tuple[int, ...] = (128, 160, 160, 192)
-    grid8_blocks: int = 2
+    factorize_5x5: bool = True
+    factorize_nxn: bool = True
+    nxn: int = 7
+    expanded_filter_bank: bool = True
+    grid_reduction: str = "parallel"
+    width_multiplier: float = 1.0
     aux_fc_norm: bool = True
     training_recipe: str = "rmsprop_label_smoothing"
     paper_row: str = ""
 
     def __post_init__(self) -> None:
-        if self.stem not in ("factorized_7x7", "conv_7x7"):
-            raise ValueError(f"stem must be 'factorized_7x7' or 'conv_7x7', got {self.stem!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.training_recipe not in TRAINING_RECIPES:
             raise ValueError(f"training_recipe must be one of {TRAINING_RECIPES}, got {self.training_recipe!r}")
+        if self.grid_reduction not in GRID_REDUCTIONS:
+            raise ValueError(f"grid_reduction must be one of {GRID_REDUCTIONS}, got {self.grid_reduction!r}")
+        if len(self.stem_widths) != 5 or len(self.grid35_pool_features) != 3 or len(self.grid17_channels_7x7) != 4:
+            raise ValueError("stem_widths has 5 widths, grid35_pool_features 3 and grid17_channels_7x7 4")
+        if self.nxn < 1 or self.nxn % 2 == 0:
+            raise ValueError(f"nxn must be an odd kernel size, got {self.nxn}")
+        if self.width_multiplier <= 0:
+            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
 
 
 class InceptionV3(InceptionNet):
     """The Inception-v2/v3 network of the 2016 paper, built from the shared blocks above and a config.
 
     ``forward`` returns logits, or :class:`~inceptionzoo.layers.InceptionOutputs` ``(logits, aux_logits)`` in
-    both training and eval mode when built with ``aux_logits=True``.
+    both training and eval mode when built with ``aux_logits=True``. Any field of :class:`InceptionV3Config`
+    can also be given as a keyword argument (``create_model("inception_v3", factorize_nxn=False)``).
     """
 
     aux_logits: Final[bool]
     block_prefix = "Mixed_"
+    config_class = InceptionV3Config
 
     def __init__(
         self,
@@ -332,11 +419,10 @@ class InceptionV3(InceptionNet):
         norm_layer: str | type[nn.Module] | None = "batchnorm2d",
         norm_eps: float = 1e-3,
         act_layer: str | type[nn.Module] = "relu",
+        **config_overrides: Any,
     ) -> None:
         super().__init__()
-        config = config or InceptionV3Config()
-        if len(config.grid35_pool_features) != 3 or len(config.grid17_channels_7x7) != 4 or config.grid8_blocks != 2:
-            raise ValueError("InceptionV3 builds 3 modules at 35x35, 4 at 17x17 and 2 at 8x8")
+        config = replace_config(config or InceptionV3Config(), config_overrides)
         self.config = config
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -347,50 +433,97 @@ class InceptionV3(InceptionNet):
             norm_layer=resolve_norm_layer(norm_layer, norm_eps),
             act_layer=resolve_act_layer(act_layer),
         )
+        w = partial(scale_width, multiplier=config.width_multiplier)
 
-        w1a, w2a, w2b, w3b, w4a = config.stem_widths
+        w1a, w2a, w2b, w3b, w4a = (w(c) for c in config.stem_widths)
+        cifar = config.stem == "cifar"
+        pad = 1 if cifar else 0
         # Table 3 row 7 factorizes the first 7x7 convolution into three 3x3 ones; rows 4-6 keep the 7x7.
         self.Conv2d_1a_7x7 = self.Conv2d_1a_3x3 = self.Conv2d_2a_3x3 = self.Conv2d_2b_3x3 = None
         if config.stem == "conv_7x7":
             self.Conv2d_1a_7x7 = conv(in_chans, w2b, kernel_size=7, stride=config.stem_stride)
         else:
-            self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=config.stem_stride)
-            self.Conv2d_2a_3x3 = conv(w1a, w2a, kernel_size=3)
+            stride = 1 if cifar else config.stem_stride
+            self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=stride, padding=pad)
+            self.Conv2d_2a_3x3 = conv(w1a, w2a, kernel_size=3, padding=pad)
             self.Conv2d_2b_3x3 = conv(w2a, w2b, kernel_size=3, padding=1)
-        self.Pool1 = nn.MaxPool2d(kernel_size=3, stride=2) if config.stem_pool else None
+        self.Pool1 = nn.MaxPool2d(kernel_size=3, stride=2) if config.stem_pool and not cifar else None
         self.Conv2d_3b_1x1 = conv(w2b, w3b, kernel_size=1)
-        self.Conv2d_4a_3x3 = conv(w3b, w4a, kernel_size=3)
-        self.Pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Conv2d_4a_3x3 = conv(w3b, w4a, kernel_size=3, padding=pad)
+        self.Pool2 = nn.MaxPool2d(kernel_size=3, stride=2)  # the one 2x reduction the CIFAR stem keeps
 
-        chs = w4a
-        pool_5b, pool_5c, pool_5d = config.grid35_pool_features
-        self.Mixed_5b = InceptionFactorized5x5(chs, pool_5b, conv_layer=conv)
-        self.Mixed_5c = InceptionFactorized5x5(self.Mixed_5b.out_chs, pool_5c, conv_layer=conv)
-        self.Mixed_5d = InceptionFactorized5x5(self.Mixed_5c.out_chs, pool_5d, conv_layer=conv)
-        self.Mixed_6a = GridReduction(self.Mixed_5d.out_chs, conv_layer=conv)
-        c7b, c7c, c7d, c7e = config.grid17_channels_7x7
-        self.Mixed_6b = InceptionAsymmetric(self.Mixed_6a.out_chs, c7b, conv_layer=conv)
-        self.Mixed_6c = InceptionAsymmetric(self.Mixed_6b.out_chs, c7c, conv_layer=conv)
-        self.Mixed_6d = InceptionAsymmetric(self.Mixed_6c.out_chs, c7d, conv_layer=conv)
-        self.Mixed_6e = InceptionAsymmetric(self.Mixed_6d.out_chs, c7e, conv_layer=conv)
+        grid35 = partial(
+            InceptionFactorized5x5,
+            out_1x1=w(64),
+            reduce_5x5=w(48),
+            out_5x5=w(64),
+            reduce_3x3=w(64),
+            out_3x3=w(96),
+            conv_layer=conv,
+            factorize_5x5=config.factorize_5x5,
+        )
+        pool_5b, pool_5c, pool_5d = (w(c) for c in config.grid35_pool_features)
+        self.Mixed_5b = grid35(w4a, pool_5b)
+        self.Mixed_5c = grid35(self.Mixed_5b.out_chs, pool_5c)
+        self.Mixed_5d = grid35(self.Mixed_5c.out_chs, pool_5d)
+        self.Mixed_6a = GridReduction(
+            self.Mixed_5d.out_chs, w(384), w(64), w(96), conv_layer=conv, kind=config.grid_reduction
+        )
+        grid17 = partial(
+            InceptionAsymmetric,
+            out_chs_per_branch=w(192),
+            n=config.nxn,
+            conv_layer=conv,
+            factorize=config.factorize_nxn,
+        )
+        c7b, c7c, c7d, c7e = (w(c) for c in config.grid17_channels_7x7)
+        self.Mixed_6b = grid17(self.Mixed_6a.out_chs, c7b)
+        self.Mixed_6c = grid17(self.Mixed_6b.out_chs, c7c)
+        self.Mixed_6d = grid17(self.Mixed_6c.out_chs, c7d)
+        self.Mixed_6e = grid17(self.Mixed_6d.out_chs, c7e)
         grid17_chs = self.Mixed_6e.out_chs
         self.AuxLogits = (
-            InceptionAux(grid17_chs, num_classes, conv_layer=conv, fc_norm=config.aux_fc_norm) if aux_logits else None
+            InceptionAux(
+                grid17_chs, num_classes, conv_layer=conv, fc_norm=config.aux_fc_norm, mid_chs=w(128), fc_chs=w(768)
+            )
+            if aux_logits
+            else None
         )
-        self.Mixed_7a = GridReductionAsymmetric(grid17_chs, conv_layer=conv)
-        self.Mixed_7b = InceptionExpandedFilterBank(self.Mixed_7a.out_chs, conv_layer=conv)
-        self.Mixed_7c = InceptionExpandedFilterBank(self.Mixed_7b.out_chs, conv_layer=conv)
+        self.Mixed_7a = GridReductionAsymmetric(
+            grid17_chs,
+            w(192),
+            w(320),
+            w(192),
+            n=config.nxn,
+            conv_layer=conv,
+            kind=config.grid_reduction,
+            factorize=config.factorize_nxn,
+        )
+        grid8 = partial(
+            InceptionExpandedFilterBank,
+            out_1x1=w(320),
+            channels_3x3=w(384),
+            reduce_3x3dbl=w(448),
+            pool_proj=w(192),
+            conv_layer=conv,
+            expanded=config.expanded_filter_bank,
+        )
+        self.Mixed_7b = grid8(self.Mixed_7a.out_chs)
+        self.Mixed_7c = grid8(self.Mixed_7b.out_chs)
 
         stem_end = "Conv2d_1a_7x7" if config.stem == "conv_7x7" else "Conv2d_2b_3x3"
-        stem_reduction = config.stem_stride
-        grid_reduction = stem_reduction * (2 if config.stem_pool else 1)
+        reduction = 1 if cifar else config.stem_stride
+        reductions = [reduction]
+        for pool in (self.Pool1, self.Pool2, self.Mixed_6a, self.Mixed_7a):
+            reduction *= 2 if pool is not None else 1
+            reductions.append(reduction)
         num_features = self.Mixed_7c.out_chs
         feature_info = [
-            {"num_chs": w2b, "reduction": stem_reduction, "module": stem_end},
-            {"num_chs": w4a, "reduction": grid_reduction, "module": "Conv2d_4a_3x3"},
-            {"num_chs": self.Mixed_5d.out_chs, "reduction": 2 * grid_reduction, "module": "Mixed_5d"},
-            {"num_chs": grid17_chs, "reduction": 4 * grid_reduction, "module": "Mixed_6e"},
-            {"num_chs": num_features, "reduction": 8 * grid_reduction, "module": "Mixed_7c"},
+            {"num_chs": w2b, "reduction": reductions[0], "module": stem_end},
+            {"num_chs": w4a, "reduction": reductions[1], "module": "Conv2d_4a_3x3"},
+            {"num_chs": self.Mixed_5d.out_chs, "reduction": reductions[2], "module": "Mixed_5d"},
+            {"num_chs": grid17_chs, "reduction": reductions[3], "module": "Mixed_6e"},
+            {"num_chs": num_features, "reduction": reductions[4], "module": "Mixed_7c"},
         ]
         self.finish_init(num_features, num_classes, global_pool, drop_rate, feature_info, {"AuxLogits": "Mixed_6e"})
         self._init_weights()
@@ -416,7 +549,9 @@ class InceptionV3(InceptionNet):
             x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         if self.Pool1 is not None:
             x = self.Pool1(x)
-        x = self.Pool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+        if self.Pool2 is not None:
+            x = self.Pool2(x)
         x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
         x = self.Mixed_6a(x)
         return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
@@ -476,9 +611,18 @@ default_cfgs = generate_default_cfgs(
             input_size=(3, 151, 151),
             description="Section 8: 151x151 receptive field (stride 1, max pool after the first layer).",
         ),
+        "inception_v3_cifar": _cfg(
+            num_classes=10,
+            input_size=(3, 32, 32),
+            pool_size=(3, 3),
+            crop_pct=1.0,
+            mean=(0.4914, 0.4822, 0.4465),
+            std=(0.2470, 0.2435, 0.2616),
+            description="Inception-v3 for 32x32 CIFAR images (stride-1 padded stem, one 2x pool).",
+        ),
         "inception_v3_rf79": _cfg(
             input_size=(3, 79, 79),
-            pool_size=(9, 9),
+            pool_size=(8, 8),
             description="Section 8: 79x79 receptive field (stride 1, no first max pool).",
         ),
     }
@@ -543,3 +687,12 @@ def inception_v3_rf79(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     at 79x79, about the compute of the 299x299 network)."""
     config = InceptionV3Config(stem_stride=1, stem_pool=False, paper_row="Section 8: 79x79 receptive field")
     return _create("inception_v3_rf79", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v3_cifar(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """Inception-v3 for 32x32 inputs: the 3x3 stem at stride 1, padded, at full resolution, then one 2x pool, so
+    the 35x35-grid modules see 15x15, the 17x17 ones 7x7 and the 8x8 ones 3x3; width multiplier 0.125 by default."""
+    config = InceptionV3Config(stem="cifar", width_multiplier=0.125, paper_row="CIFAR-size Inception-v3")
+    kwargs.setdefault("num_classes", 10)
+    return _create("inception_v3_cifar", pretrained, config=config, **kwargs)

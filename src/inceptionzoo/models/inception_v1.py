@@ -1,0 +1,494 @@
+"""Inception-v1: GoogLeNet (Szegedy et al. 2014, "Going Deeper with Convolutions", arXiv 1409.4842) in three
+forms, and BN-Inception (Ioffe & Szegedy 2015, "Batch Normalization", arXiv 1502.03167).
+
+- ``inception_v1``: the 2014 paper's network: LRN, biased convolutions, true 5x5 branches, dropout 0.4.
+- ``inception_v1_bn``: BN-GoogLeNet (Table 3, row 2 of arXiv 1512.00567): BatchNorm instead of LRN.
+- ``inception_v1_tv``: torchvision's ``googlenet`` exactly (3x3 where the paper has 5x5, 2x2 last pool); its
+  state-dict keys are torchvision's, so its checkpoints load strictly.
+- ``bn_inception``: the BN paper's network (Table 3, row 3): two 3x3 instead of each 5x5, a third 28x28 module,
+  stride-2 modules with a pooling pass-through instead of the pools between stages, no dropout.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models import generate_default_cfgs
+from torch import nn
+from torch.jit import Final
+
+from .._builder import build_model_with_cfg
+from .._registry import register_model
+from ..layers import (
+    ConvNormAct,
+    GoogLeNetOutputs,
+    check_image_input,
+    replace_config,
+    resolve_act_layer,
+    resolve_norm_layer,
+    scale_width,
+    spatial_output_size,
+)
+from ._base import InceptionNet
+
+__all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule"]
+
+torch.fx.wrap("check_image_input")
+
+
+class InceptionModule(nn.Module):
+    """Figure 2(b) of the 2014 paper, "Inception module with dimension reductions": 1x1; 1x1 -> 3x3;
+    1x1 -> 5x5; 3x3 pool -> 1x1 projection, concatenated.
+
+    ``branch3`` picks the third branch: ``"5x5"`` (the paper), ``"3x3"`` (torchvision's googlenet) or
+    ``"double_3x3"`` (BN-Inception; figure 5 of arXiv 1512.00567). ``stride=2`` makes BN-Inception's grid-reducing
+    module: no 1x1 branch (``ch1x1=0``), stride-2 convolutions, and the pool passed through (``pool_proj=0``).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        ch1x1: int,
+        ch3x3_reduce: int,
+        ch3x3: int,
+        ch5x5_reduce: int,
+        ch5x5: int,
+        pool_proj: int,
+        conv_layer: Any = ConvNormAct,
+        branch3: str = "5x5",
+        pool: str = "max",
+        stride: int = 1,
+    ) -> None:
+        super().__init__()
+        if branch3 not in ("5x5", "3x3", "double_3x3"):
+            raise ValueError(f"branch3 must be '5x5', '3x3' or 'double_3x3', got {branch3!r}")
+        self.branch1 = conv_layer(in_chs, ch1x1, kernel_size=1) if ch1x1 > 0 else None
+        self.branch2 = nn.Sequential(
+            conv_layer(in_chs, ch3x3_reduce, kernel_size=1),
+            conv_layer(ch3x3_reduce, ch3x3, kernel_size=3, stride=stride, padding=1),
+        )
+        reduce = conv_layer(in_chs, ch5x5_reduce, kernel_size=1)
+        if branch3 == "5x5":
+            self.branch3 = nn.Sequential(
+                reduce, conv_layer(ch5x5_reduce, ch5x5, kernel_size=5, stride=stride, padding=2)
+            )
+        elif branch3 == "3x3":
+            self.branch3 = nn.Sequential(
+                reduce, conv_layer(ch5x5_reduce, ch5x5, kernel_size=3, stride=stride, padding=1)
+            )
+        else:
+            self.branch3 = nn.Sequential(
+                reduce,
+                conv_layer(ch5x5_reduce, ch5x5, kernel_size=3, padding=1),
+                conv_layer(ch5x5, ch5x5, kernel_size=3, stride=stride, padding=1),
+            )
+        # padding 1 keeps every branch the same size at stride 2 for odd inputs too
+        pool_layer = nn.MaxPool2d(3, stride=stride, padding=1, ceil_mode=stride == 1) if pool == "max" else None
+        if pool == "avg":
+            pool_layer = nn.AvgPool2d(3, stride=stride, padding=1)
+        if pool_layer is None:
+            raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+        projection = [conv_layer(in_chs, pool_proj, kernel_size=1)] if pool_proj > 0 else []
+        self.branch4 = nn.Sequential(pool_layer, *projection)
+        self.out_chs = ch1x1 + ch3x3 + ch5x5 + (pool_proj if pool_proj > 0 else in_chs)
+
+    def output_size(self, size: int, dim: int) -> int:
+        return min(
+            spatial_output_size(branch[-1] if i < 2 else branch[0], size, dim)
+            for i, branch in enumerate((self.branch2, self.branch3, self.branch4))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [self.branch2(x), self.branch3(x), self.branch4(x)]
+        if self.branch1 is not None:
+            outputs.insert(0, self.branch1(x))
+        return torch.cat(outputs, 1)
+
+
+class GoogLeNetAux(nn.Module):
+    """The 2014 auxiliary classifier on 4a and 4d: 5x5/3 average pool (to 4x4 at 224x224), 1x1 conv to 128,
+    a 1024-unit fully connected layer with ReLU, 70% dropout and a linear classifier.
+
+    ``pool="adaptive"`` pools straight to 4x4 as torchvision does; the paper's 5x5/3 pool is followed by an
+    adaptive pool to 4x4 so that inputs larger than 224x224 still fit the fully connected layer.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        num_classes: int,
+        conv_layer: Any = ConvNormAct,
+        pool: str = "5x5/3",
+        dropout: float = 0.7,
+    ) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(5, stride=3) if pool == "5x5/3" else nn.Identity()
+        self.conv = conv_layer(in_chs, 128, kernel_size=1)
+        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(1024, num_classes) if num_classes > 0 else nn.Identity()
+
+    def output_size(self, size: int, dim: int) -> int:
+        return spatial_output_size(self.pool, size, dim)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc2 = nn.Linear(1024, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(F.adaptive_avg_pool2d(self.pool(x), (4, 4)))
+        x = self.dropout(F.relu(self.fc1(torch.flatten(x, 1)), inplace=True))
+        return self.fc2(x)
+
+
+# (name, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj, pool, stride): Table 1 of the 2014 paper
+GOOGLENET_MODULES = (
+    ("inception3a", 64, 96, 128, 16, 32, 32, "max", 1),
+    ("inception3b", 128, 128, 192, 32, 96, 64, "max", 1),
+    ("inception4a", 192, 96, 208, 16, 48, 64, "max", 1),
+    ("inception4b", 160, 112, 224, 24, 64, 64, "max", 1),
+    ("inception4c", 128, 128, 256, 24, 64, 64, "max", 1),
+    ("inception4d", 112, 144, 288, 32, 64, 64, "max", 1),
+    ("inception4e", 256, 160, 320, 32, 128, 128, "max", 1),
+    ("inception5a", 256, 160, 320, 32, 128, 128, "max", 1),
+    ("inception5b", 384, 192, 384, 48, 128, 128, "max", 1),
+)
+
+# Figure 5 of the BN paper (arXiv 1502.03167); the 5x5 columns are its "double 3x3" ones
+BN_INCEPTION_MODULES = (
+    ("inception3a", 64, 64, 64, 64, 96, 32, "avg", 1),
+    ("inception3b", 64, 64, 96, 64, 96, 64, "avg", 1),
+    ("inception3c", 0, 128, 160, 64, 96, 0, "max", 2),
+    ("inception4a", 224, 64, 96, 96, 128, 128, "avg", 1),
+    ("inception4b", 192, 96, 128, 96, 128, 128, "avg", 1),
+    ("inception4c", 160, 128, 160, 128, 160, 128, "avg", 1),
+    ("inception4d", 96, 128, 192, 160, 192, 128, "avg", 1),
+    ("inception4e", 0, 128, 192, 192, 256, 0, "max", 2),
+    ("inception5a", 352, 192, 320, 160, 224, 128, "avg", 1),
+    ("inception5b", 352, 192, 320, 192, 224, 128, "max", 1),
+)
+
+
+@dataclass(frozen=True)
+class GoogLeNetConfig:
+    """The choices that separate GoogLeNet's forms and BN-Inception.
+
+    Attributes:
+        norm: ``"lrn"`` (the 2014 paper: biased convolutions, LRN after the first pool and after conv3) or
+            ``"batchnorm"`` (BatchNorm after every convolution, no LRN).
+        branch3: the third branch of every module (see :class:`InceptionModule`).
+        modules: the modules' widths, Table 1 of the 2014 paper or figure 5 of the BN paper.
+        stage_pools: max pools between the 28/14/7 grids (GoogLeNet); BN-Inception reduces with stride-2 modules.
+        stem: ``"imagenet"`` (7x7/2 convolution and two max pools: 224 -> 28) or ``"cifar"`` (3x3 convolutions at
+            stride 1 and one 2x max pool, so a 32x32 input reaches 3a/3b at 16x16, 4a-4e at 8x8, 5a/5b at 4x4).
+        width_multiplier: scales every width (rounded to multiples of 8).
+        last_pool_kernel: the pool before 5a: 3 in the paper, 2 in torchvision.
+        aux_pool: ``"5x5/3"`` (the paper) or ``"adaptive"`` (torchvision) pooling in the auxiliary heads.
+        training_recipe: ``"momentum_sgd"`` for all of these (2014 paper; BN paper's accelerated schedule aside).
+        paper_row: where the network comes from.
+    """
+
+    norm: str = "lrn"
+    branch3: str = "5x5"
+    modules: tuple[tuple[Any, ...], ...] = GOOGLENET_MODULES
+    stage_pools: bool = True
+    stem: str = "imagenet"
+    width_multiplier: float = 1.0
+    last_pool_kernel: int = 3
+    aux_pool: str = "5x5/3"
+    training_recipe: str = "momentum_sgd"
+    paper_row: str = ""
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("lrn", "batchnorm"):
+            raise ValueError(f"norm must be 'lrn' or 'batchnorm', got {self.norm!r}")
+        if self.stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        if self.width_multiplier <= 0:
+            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
+        if self.aux_pool not in ("5x5/3", "adaptive"):
+            raise ValueError(f"aux_pool must be '5x5/3' or 'adaptive', got {self.aux_pool!r}")
+
+
+class GoogLeNet(InceptionNet):
+    """GoogLeNet and BN-Inception from one skeleton and a :class:`GoogLeNetConfig`.
+
+    ``forward`` returns logits, or :class:`~inceptionzoo.layers.GoogLeNetOutputs` ``(logits, aux_logits2,
+    aux_logits1)`` in both training and eval mode when built with ``aux_logits=True``.
+    """
+
+    aux_logits: Final[bool]
+    block_prefix = "inception"
+    config_class = GoogLeNetConfig
+
+    def __init__(
+        self,
+        config: GoogLeNetConfig | None = None,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.4,
+        global_pool: str = "avg",
+        aux_logits: bool = False,
+        aux_drop_rate: float = 0.7,
+        norm_layer: str | type[nn.Module] | None = None,
+        norm_eps: float = 1e-3,
+        act_layer: str | type[nn.Module] = "relu",
+        **config_overrides: Any,
+    ) -> None:
+        super().__init__()
+        config = replace_config(config or GoogLeNetConfig(), config_overrides)
+        self.config = config
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.aux_logits = aux_logits
+        use_lrn = config.norm == "lrn"
+        if norm_layer is None and not use_lrn:
+            norm_layer = "batchnorm2d"
+        conv = partial(
+            ConvNormAct,
+            norm_layer=resolve_norm_layer(norm_layer, norm_eps),
+            act_layer=resolve_act_layer(act_layer),
+        )
+
+        def lrn() -> nn.Module | None:
+            # the reference Caffe model's LRN: local_size 5, alpha 1e-4, beta 0.75
+            return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0) if use_lrn else None
+
+        w = partial(scale_width, multiplier=config.width_multiplier)
+        cifar = config.stem == "cifar"
+        if cifar:
+            self.conv1 = conv(in_chans, w(64), kernel_size=3, padding=1)
+            self.maxpool1 = None
+        else:
+            self.conv1 = conv(in_chans, w(64), kernel_size=7, stride=2, padding=3)
+            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.lrn1 = lrn()
+        self.conv2 = conv(w(64), w(64), kernel_size=1)
+        self.conv3 = conv(w(64), w(192), kernel_size=3, padding=1)
+        self.lrn2 = lrn()
+        # CIFAR: one 2x pool after the full-resolution stem (instead of 224 -> 28's 8x); see docs/design.md
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, padding=1) if cifar else nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        specs = {spec[0]: spec[1:] for spec in config.modules}
+        expected = {n for n, *_ in GOOGLENET_MODULES} | {"inception3c"}
+        if not set(specs) <= expected or len(set(specs) & {"inception3a", "inception5b"}) != 2:
+            raise ValueError(f"modules must be named from {sorted(expected)}, got {sorted(specs)}")
+        chs = w(192)
+        self.inception3c = self.maxpool3 = self.maxpool4 = None
+        for name in (
+            "inception3a",
+            "inception3b",
+            "inception3c",
+            "inception4a",
+            "inception4b",
+            "inception4c",
+            "inception4d",
+            "inception4e",
+            "inception5a",
+            "inception5b",
+        ):
+            if name == "inception4a" and config.stage_pools:
+                self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            if name == "inception5a" and config.stage_pools:
+                self.maxpool4 = nn.MaxPool2d(config.last_pool_kernel, stride=2, ceil_mode=True)
+            if name not in specs:
+                continue
+            *widths, pool, stride = specs[name]
+            widths = [w(c) if c > 0 else 0 for c in widths]
+            block = InceptionModule(chs, *widths, conv_layer=conv, branch3=config.branch3, pool=pool, stride=stride)
+            setattr(self, name, block)
+            chs = block.out_chs
+        if aux_logits:
+            aux = partial(
+                GoogLeNetAux, num_classes=num_classes, conv_layer=conv, pool=config.aux_pool, dropout=aux_drop_rate
+            )
+            self.aux1 = aux(self.inception4a.out_chs)
+            self.aux2 = aux(self.inception4d.out_chs)
+        else:
+            self.aux1 = self.aux2 = None
+
+        last_14 = "inception4d" if not config.stage_pools else "inception4e"
+        stem_reduction = 1 if cifar else 2
+        grid_reduction = 1 if cifar else 4
+        feature_info = [
+            {"num_chs": w(64), "reduction": stem_reduction, "module": "conv1"},
+            {"num_chs": w(192), "reduction": grid_reduction, "module": "lrn2" if use_lrn else "conv3"},
+            {"num_chs": self.inception3b.out_chs, "reduction": grid_reduction * 2, "module": "inception3b"},
+            {"num_chs": getattr(self, last_14).out_chs, "reduction": grid_reduction * 4, "module": last_14},
+            {"num_chs": chs, "reduction": grid_reduction * 8, "module": "inception5b"},
+        ]
+        self.finish_init(
+            chs, num_classes, global_pool, drop_rate, feature_info, {"aux1": "inception4a", "aux2": "inception4d"}
+        )
+        self._init_weights(use_lrn)
+
+    def _init_weights(self, caffe_style: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                if caffe_style:  # the reference Caffe model: Xavier weights, convolution biases 0.2
+                    nn.init.xavier_uniform_(module.weight)
+                    if module.bias is not None:
+                        nn.init.constant_(module.bias, 0.2 if isinstance(module, nn.Conv2d) else 0.0)
+                else:  # torchvision's initialisation
+                    trunc_normal_(module.weight, std=0.01, a=-2, b=2)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _forward_to_4a(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_layers("conv1", "inception4a", x)
+        x = self.conv1(x)
+        if self.maxpool1 is not None:
+            x = self.maxpool1(x)
+        if self.lrn1 is not None:
+            x = self.lrn1(x)
+        x = self.conv3(self.conv2(x))
+        if self.lrn2 is not None:
+            x = self.lrn2(x)
+        if self.maxpool2 is not None:
+            x = self.maxpool2(x)
+        x = self.inception3b(self.inception3a(x))
+        if self.inception3c is not None:
+            x = self.inception3c(x)
+        if self.maxpool3 is not None:
+            x = self.maxpool3(x)
+        return self.inception4a(x)
+
+    def _forward_to_4d(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_layers("inception4b", "inception4d", x)
+        return self.inception4d(self.inception4c(self.inception4b(x)))
+
+    def _forward_from_4d(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_layers("inception4e", "inception5b", x)
+        x = self.inception4e(x)
+        if self.maxpool4 is not None:
+            x = self.maxpool4(x)
+        return self.inception5b(self.inception5a(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` (7x7 at 224x224)."""
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        return self._forward_from_4d(self._forward_to_4d(self._forward_to_4a(x)))
+
+    def forward(self, x: torch.Tensor):
+        check_image_input(x, self.in_chans, self.min_height, self.min_width)
+        x = self._forward_to_4a(x)
+        if self.aux_logits:
+            assert self.aux1 is not None and self.aux2 is not None
+            aux1 = self.aux1(x)
+            x = self._forward_to_4d(x)
+            aux2 = self.aux2(x)
+            return GoogLeNetOutputs(self.forward_head(self._forward_from_4d(x)), aux2, aux1)
+        return self.forward_head(self._forward_from_4d(self._forward_to_4d(x)))
+
+
+CIFAR_CFG = {
+    "num_classes": 10,
+    "input_size": (3, 32, 32),
+    "pool_size": (4, 4),
+    "crop_pct": 1.0,
+    "mean": (0.4914, 0.4822, 0.4465),
+    "std": (0.2470, 0.2435, 0.2616),
+}
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "first_conv": "conv1.conv",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:1409.4842",
+        "paper_name": "Going Deeper with Convolutions",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "inception_v1": _cfg(description="GoogLeNet as the 2014 paper describes it (Table 3, row 1)."),
+        "inception_v1_bn": _cfg(description="BN-GoogLeNet (Table 3, row 2): BatchNorm instead of LRN."),
+        # torchvision's weights expect transform_input, i.e. (x - 0.5) / 0.5 of [0, 1] pixels: mean = std = 0.5
+        "inception_v1_tv": _cfg(
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            license="bsd-3-clause",
+            description="torchvision's googlenet, key for key.",
+        ),
+        "bn_inception": _cfg(
+            paper_ids="arXiv:1502.03167",
+            paper_name="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+            description="BN-Inception (Table 3, row 3): the BN paper's Inception network.",
+        ),
+        "inception_v1_cifar": _cfg(**CIFAR_CFG, description="GoogLeNet with BatchNorm for 32x32 CIFAR images."),
+    }
+)
+
+
+def _create(variant: str, pretrained: bool, config: GoogLeNetConfig, **kwargs: Any) -> GoogLeNet:
+    return build_model_with_cfg(GoogLeNet, variant, pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v1(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """GoogLeNet (2014; Table 3, row 1): LRN, true 5x5 branches, dropout 0.4, aux heads on 4a and 4d."""
+    config = GoogLeNetConfig(paper_row="Table 3, row 1: GoogLeNet")
+    return _create("inception_v1", pretrained, config, **kwargs)
+
+
+@register_model
+def inception_v1_bn(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """BN-GoogLeNet (Table 3, row 2): GoogLeNet with BatchNorm after every convolution instead of LRN."""
+    config = GoogLeNetConfig(norm="batchnorm", paper_row="Table 3, row 2: BN-GoogLeNet")
+    return _create("inception_v1_bn", pretrained, config, **kwargs)
+
+
+@register_model
+def inception_v1_tv(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """torchvision's ``googlenet``: BatchNorm (eps 1e-3), a 3x3 where the paper has 5x5, a 2x2 pool before 5a,
+    adaptive aux pooling, dropout 0.2. Keys and logits equal torchvision's."""
+    config = GoogLeNetConfig(
+        norm="batchnorm", branch3="3x3", last_pool_kernel=2, aux_pool="adaptive", paper_row="torchvision googlenet"
+    )
+    kwargs.setdefault("drop_rate", 0.2)
+    return _create("inception_v1_tv", pretrained, config, **kwargs)
+
+
+@register_model
+def bn_inception(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """BN-Inception (Ioffe & Szegedy 2015; Table 3, row 3): BatchNorm, double 3x3 branches, module 3c, stride-2
+    modules 3c and 4e with a max-pool pass-through, average pooling in most pool branches, no dropout."""
+    config = GoogLeNetConfig(
+        norm="batchnorm",
+        branch3="double_3x3",
+        modules=BN_INCEPTION_MODULES,
+        stage_pools=False,
+        paper_row="Table 3, row 3: BN-Inception",
+    )
+    kwargs.setdefault("drop_rate", 0.0)
+    return _create("bn_inception", pretrained, config, **kwargs)
+
+
+@register_model
+def inception_v1_cifar(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """GoogLeNet with BatchNorm for 32x32 inputs: a stride-1 3x3 stem at full resolution and one 2x pool, so
+    modules 3a/3b see 16x16, 4a-4e 8x8 and 5a/5b 4x4; width multiplier 0.25 by default (docs/models.md)."""
+    config = GoogLeNetConfig(
+        norm="batchnorm", stem="cifar", width_multiplier=0.25, paper_row="CIFAR-size GoogLeNet (BN-GoogLeNet)"
+    )
+    kwargs.setdefault("num_classes", 10)
+    kwargs.setdefault("drop_rate", 0.2)
+    return _create("inception_v1_cifar", pretrained, config, **kwargs)

@@ -1,0 +1,97 @@
+"""GoogLeNet in its three forms and BN-Inception: torchvision equivalence and the papers' structure."""
+
+import pytest
+import torch
+import torchvision
+
+import inceptionzoo
+from conftest import realistic_batchnorm
+from inceptionzoo.stats import count_parameters
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_inception_v1_tv_is_torchvision_googlenet():
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_tv", aux_logits=True), size=224)
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+    assert list(model.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(model.state_dict(), strict=True)
+    theirs.eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert relative_error(model(x).logits, theirs(x)) <= 1e-5
+    # in training mode the aux heads agree too (same dropout draws given the same seed)
+    model.train(), theirs.train()
+    torch.manual_seed(3)
+    ours = model(x)
+    torch.manual_seed(3)
+    reference = theirs(x)
+    for mine, other in zip(ours, reference, strict=True):
+        assert relative_error(mine, other) <= 1e-5
+    assert count_parameters(inceptionzoo.create_model("inception_v1_tv")) == 6_624_904
+    assert count_parameters(model) == 13_004_888
+    assert tuple(inceptionzoo.create_model("inception_v1_tv").min_input_size) == (15, 15)  # torchvision's min_size
+
+
+def test_torchvision_checkpoint_loads_without_aux_heads(tmp_path):
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)
+    path = tmp_path / "googlenet.pth"
+    torch.save(theirs.state_dict(), path)
+    model = inceptionzoo.create_model("inception_v1_tv", checkpoint_path=path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, theirs.state_dict()[key])
+
+
+def test_inception_v1_follows_the_2014_paper():
+    model = inceptionzoo.create_model("inception_v1")
+    assert isinstance(model.lrn1, torch.nn.LocalResponseNorm) and isinstance(model.lrn2, torch.nn.LocalResponseNorm)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert model.conv1.conv.bias is not None
+    assert model.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    assert model.head_drop.p == 0.4
+    assert count_parameters(model) == 6_998_552  # Table 1 sums to about 6.8M (see docs/models.md)
+    with_aux = inceptionzoo.create_model("inception_v1", aux_logits=True)
+    assert with_aux.aux1.dropout.p == 0.7 and with_aux.aux1.fc1.out_features == 1024
+    assert with_aux.aux1.conv.conv.out_channels == 128
+
+
+def test_inception_v1_bn_only_swaps_lrn_for_batchnorm():
+    paper = inceptionzoo.create_model("inception_v1")
+    bn = inceptionzoo.create_model("inception_v1_bn")
+    assert bn.lrn1 is None and bn.lrn2 is None
+    paper_convs = {k[: -len(".conv.weight")] for k in paper.state_dict() if k.endswith(".conv.weight")}
+    bn_convs = {k[: -len(".conv.weight")] for k in bn.state_dict() if k.endswith(".conv.weight")}
+    assert paper_convs == bn_convs
+    assert all(f"{name}.bn.running_mean" in bn.state_dict() for name in bn_convs)
+
+
+def test_bn_inception_structure():
+    model = inceptionzoo.create_model("bn_inception").eval()
+    assert model.maxpool3 is None and model.maxpool4 is None
+    assert model.inception3c.branch1 is None and model.inception4e.branch1 is None
+    assert len(model.inception3a.branch3) == 3  # a 5x5 became two 3x3
+    assert isinstance(model.inception3a.branch4[0], torch.nn.AvgPool2d)
+    assert model.head_drop.p == 0.0
+    widths = [getattr(model, n).out_chs for n in model.layer_names if n.startswith("inception")]
+    assert widths == [256, 320, 576, 576, 576, 608, 608, 1056, 1024, 1024]  # figure 5 of the BN paper
+    with torch.no_grad():
+        maps = model.forward_intermediates(torch.randn(1, 3, 224, 224), intermediates_only=True)
+    assert [m.shape[-1] for m in maps] == [112, 56, 28, 14, 7]
+
+
+@pytest.mark.parametrize("size", [224, 225, 227, 239])
+def test_bn_inception_stride2_modules_fit_odd_sizes(size):
+    model = inceptionzoo.create_model("bn_inception").eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 1000)
+
+
+def test_invalid_config_is_explained():
+    from inceptionzoo.models.inception_v1 import GoogLeNetConfig, InceptionModule
+
+    with pytest.raises(ValueError, match="norm must be"):
+        GoogLeNetConfig(norm="layernorm")
+    with pytest.raises(ValueError, match="branch3 must be"):
+        InceptionModule(8, 4, 4, 4, 4, 4, 4, branch3="7x7")
