@@ -15,7 +15,16 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import check_head_arguments, check_image_input, minimum_input_size
 
-__all__ = ["InceptionNet"]
+__all__ = ["CIFAR10_CFG", "InceptionNet"]
+
+# preprocessing and head of the CIFAR-size models: 10 classes, 32x32 input, CIFAR-10's per-channel statistics
+CIFAR10_CFG = {
+    "num_classes": 10,
+    "input_size": (3, 32, 32),
+    "crop_pct": 1.0,
+    "mean": (0.4914, 0.4822, 0.4465),
+    "std": (0.2470, 0.2435, 0.2616),
+}
 
 
 class InceptionNet(nn.Module):

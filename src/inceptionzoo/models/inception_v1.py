@@ -32,7 +32,7 @@ from ..layers import (
     scale_width,
     spatial_output_size,
 )
-from ._base import InceptionNet
+from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule"]
 
@@ -389,16 +389,6 @@ class GoogLeNet(InceptionNet):
         return self.forward_head(self._forward_from_4d(self._forward_to_4d(x)))
 
 
-CIFAR_CFG = {
-    "num_classes": 10,
-    "input_size": (3, 32, 32),
-    "pool_size": (4, 4),
-    "crop_pct": 1.0,
-    "mean": (0.4914, 0.4822, 0.4465),
-    "std": (0.2470, 0.2435, 0.2616),
-}
-
-
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "num_classes": 1000,
@@ -433,7 +423,9 @@ default_cfgs = generate_default_cfgs(
             paper_name="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
             description="BN-Inception (Table 3, row 3): the BN paper's Inception network.",
         ),
-        "inception_v1_cifar": _cfg(**CIFAR_CFG, description="GoogLeNet with BatchNorm for 32x32 CIFAR images."),
+        "inception_v1_cifar": _cfg(
+            **CIFAR10_CFG, pool_size=(4, 4), description="GoogLeNet with BatchNorm for 32x32 CIFAR images."
+        ),
     }
 )
 

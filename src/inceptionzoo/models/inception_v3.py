@@ -28,7 +28,7 @@ from ..layers import (
     scale_width,
     spatial_output_size,
 )
-from ._base import InceptionNet
+from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = [
     "GridReduction",
@@ -612,12 +612,8 @@ default_cfgs = generate_default_cfgs(
             description="Section 8: 151x151 receptive field (stride 1, max pool after the first layer).",
         ),
         "inception_v3_cifar": _cfg(
-            num_classes=10,
-            input_size=(3, 32, 32),
+            **CIFAR10_CFG,
             pool_size=(3, 3),
-            crop_pct=1.0,
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
             description="Inception-v3 for 32x32 CIFAR images (stride-1 padded stem, one 2x pool).",
         ),
         "inception_v3_rf79": _cfg(
