@@ -11,7 +11,7 @@ def realistic_batchnorm(model: torch.nn.Module, size: int, steps: int = 3, batch
     model.train()
     with torch.no_grad():
         for _ in range(steps):
-            model(torch.randn(batch, model.in_chans, size, size))
+            model(torch.randn(batch, getattr(model, "in_chans", 3), size, size))
     return model.eval()
 
 
@@ -24,3 +24,15 @@ def make_input(model: torch.nn.Module, batch: int = 2, extra: int = 0) -> torch.
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(tmp_path, monkeypatch):
+    """No test reaches the real Hub: offline by default, a private cache, and a loopback endpoint that refuses.
+
+    The weights tests replace these with their loopback Hub server.
+    """
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

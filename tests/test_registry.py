@@ -61,7 +61,7 @@ def test_unknown_kwargs_are_named():
 
 def test_pretrained_without_weights_is_a_clear_error():
     with pytest.raises(ValueError, match="no pretrained weights.*checkpoint_path"):
-        inceptionzoo.create_model("inception_v3", pretrained=True)
+        inceptionzoo.create_model("inception_v2", pretrained=True)
 
 
 def test_pretrained_cfg_overlay():

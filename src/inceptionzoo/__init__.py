@@ -6,6 +6,13 @@
 from . import models  # noqa: F401  (registers every model family)
 from ._checkpoint import CheckpointMismatchError, load_checkpoint, load_state_dict
 from ._factory import create_model
+from ._hub import (
+    CorruptWeightsError,
+    WeightsDownloadError,
+    WeightsNotCachedError,
+    push_to_hub,
+    save_pretrained,
+)
 from ._registry import (
     UnknownModelError,
     get_pretrained_cfg,
@@ -16,17 +23,23 @@ from ._registry import (
     register_model,
     split_model_name_tag,
 )
+from .data import create_transform, data_config
 from .layers import GoogLeNetOutputs, InceptionOutputs
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointMismatchError",
+    "CorruptWeightsError",
     "GoogLeNetOutputs",
     "InceptionOutputs",
     "UnknownModelError",
+    "WeightsDownloadError",
+    "WeightsNotCachedError",
     "__version__",
     "create_model",
+    "create_transform",
+    "data_config",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -34,6 +47,8 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict",
     "model_entrypoint",
+    "push_to_hub",
     "register_model",
+    "save_pretrained",
     "split_model_name_tag",
 ]

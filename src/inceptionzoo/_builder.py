@@ -11,9 +11,9 @@ from typing import Any
 from timm.models import PretrainedCfg
 from torch import nn
 
-from ._checkpoint import load_checkpoint
+from ._checkpoint import load_checkpoint, load_pretrained_weights, load_state_dict
 from ._features import build_feature_extractor
-from ._registry import get_pretrained_cfg, list_pretrained
+from ._registry import InceptionPretrainedCfg, get_pretrained_cfg, list_pretrained
 
 __all__ = ["build_model_with_cfg"]
 
@@ -42,11 +42,11 @@ def resolve_pretrained_cfg(
     if isinstance(pretrained_cfg, PretrainedCfg):
         cfg = pretrained_cfg
     elif isinstance(pretrained_cfg, dict):
-        cfg = PretrainedCfg(**pretrained_cfg)
+        cfg = InceptionPretrainedCfg.from_dict(pretrained_cfg)
     else:
         cfg = get_pretrained_cfg(variant)
     if overlay:
-        unknown = sorted(set(overlay) - set(PretrainedCfg.__dataclass_fields__))
+        unknown = sorted(set(overlay) - set(type(cfg).__dataclass_fields__))
         if unknown:
             raise TypeError(f"pretrained_cfg_overlay has unknown field(s): {', '.join(unknown)}")
         cfg = replace(cfg, **overlay)
@@ -62,26 +62,24 @@ def build_model_with_cfg(
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build ``model_cls(**kwargs)`` for ``variant``, attach its ``pretrained_cfg``, load weights, wrap features.
 
-    Keyword arguments the model does not take are an error naming them, never silently dropped.
+    Keyword arguments the model does not take are an error naming them, never silently dropped. With
+    ``pretrained=True`` the weights are fetched (see ``_hub``) and loaded, adapting ``num_classes``/``in_chans``.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
     if features_only and kwargs.get("aux_logits"):
         raise ValueError("features_only=True returns feature maps only; it cannot be combined with aux_logits=True")
     _check_model_kwargs(model_cls, variant, {k: v for k, v in kwargs.items() if k != "config"})
 
-    if pretrained:
-        if not cfg.has_weights:
-            available = list_pretrained(f"{variant.split('.')[0]}*")
-            hint = f"tags with weights: {', '.join(available)}" if available else "no weights are published for it yet"
-            raise ValueError(f"{variant} has no pretrained weights ({hint}); load your own with checkpoint_path=...")
-        raise ValueError(
-            f"{variant}: downloading weights is not supported by this version of inceptionzoo; "
-            "download the file yourself and pass checkpoint_path=..."
-        )
+    if pretrained and not cfg.has_weights:
+        available = list_pretrained(f"{variant.split('.')[0]}*")
+        hint = f"tags with weights: {', '.join(available)}" if available else "no weights are published for it yet"
+        raise ValueError(f"{variant} has no pretrained weights ({hint}); load your own with checkpoint_path=...")
+    weights_num_classes = cfg.num_classes
 
     model = model_cls(**kwargs)
     in_chans = getattr(model, "in_chans", cfg.input_size[0])
@@ -93,7 +91,14 @@ def build_model_with_cfg(
         min_input_size=(in_chans, *min_size) if min_size else cfg.min_input_size,
     )
     model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+    model.model_args = {k: v for k, v in kwargs.items() if k not in ("config", "num_classes", "in_chans")}
 
+    if pretrained:
+        from ._hub import download_pretrained
+
+        name = f"{cfg.architecture}.{cfg.tag}" if cfg.tag and cfg.architecture else variant
+        path = download_pretrained(cfg, name, cache_dir)
+        load_pretrained_weights(model, load_state_dict(path), weights_num_classes, source=f"{name} weights ({path})")
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "load_checkpoint", "load_state_dict"]
+__all__ = ["CheckpointMismatchError", "load_checkpoint", "load_pretrained_weights", "load_state_dict"]
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 
@@ -101,4 +101,32 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
         own = model.state_dict()
         state_dict = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(state_dict, strict=strict)
+    return model
+
+
+def load_pretrained_weights(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], weights_num_classes: int, source: str
+) -> nn.Module:
+    """Load published weights into ``model``, adapting what the caller changed and nothing else.
+
+    A different ``num_classes`` re-initialises the classifiers (head and auxiliary heads); a different ``in_chans``
+    adapts the first convolution with timm's ``adapt_input_conv``. Every other key must fit exactly.
+    """
+    from timm.models import adapt_input_conv
+
+    state_dict = drop_unused_aux_keys(model, state_dict)
+    first_conv = model.pretrained_cfg.get("first_conv")
+    key = f"{first_conv}.weight" if first_conv else None
+    if key and key in state_dict and state_dict[key].shape[1] != model.in_chans:
+        state_dict[key] = adapt_input_conv(model.in_chans, state_dict[key])
+    reset: list[str] = []
+    if model.num_classes != weights_num_classes:
+        classifiers = model.classifier_names() if hasattr(model, "classifier_names") else ["fc"]
+        prefixes = tuple(f"{name}." for name in classifiers)
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+        reset = [k for k in model.state_dict() if k.startswith(prefixes)]
+    own = model.state_dict()
+    check_state_dict_fits(model, {**{k: own[k] for k in reset}, **state_dict}, source=source)
+    incompatible = model.load_state_dict(state_dict, strict=False)
+    assert sorted(incompatible.missing_keys) == sorted(reset) and not incompatible.unexpected_keys
     return model

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
-from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name
+from ._registry import (
+    InceptionPretrainedCfg,
+    UnknownModelError,
+    get_pretrained_cfg,
+    is_model,
+    model_entrypoint,
+    resolve_model_name,
+)
 
 __all__ = ["create_model"]
 
@@ -23,13 +31,15 @@ def create_model(
     out_indices: tuple[int, ...] | list[int] | int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
-    """Build a model by name: ``"inception_v3"`` or ``"inception_v3.<tag>"`` for a given set of weights.
+    """Build a model by name: ``"inception_v3"`` or ``"inception_v3.<tag>"`` for a given set of weights, or
+    from a timm-layout repo: ``"hf-hub:org/repo[@revision]"`` or ``"local-dir:/path/to/folder"``.
 
     Args:
         model_name: a name from :func:`list_models`, optionally with a weight tag.
-        pretrained: load the tag's published weights.
+        pretrained: load the tag's published weights (downloaded once into the Hugging Face cache).
         num_classes: classifier size; 0 gives pooled features (``forward`` returns ``(B, num_features)``).
         in_chans: input channels (the first convolution is sized for it).
         drop_rate: dropout before the classifier.
@@ -38,23 +48,44 @@ def create_model(
         out_indices: which feature taps to return (default: all).
         checkpoint_path: a local ``.safetensors`` or ``.pth`` file to load after building (strict).
         pretrained_cfg_overlay: fields replacing those of the tag's pretrained config.
+        cache_dir: where downloads are cached (default: ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
-    arch, tag = resolve_model_name(model_name)
-    variant = f"{arch}.{tag}" if tag else arch
-    passed = {
-        "num_classes": num_classes,
-        "in_chans": in_chans,
-        "drop_rate": drop_rate,
-        "global_pool": global_pool,
-    }
+    passed = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, "global_pool": global_pool}
     model_kwargs.update({k: v for k, v in passed.items() if v is not None})
-    return model_entrypoint(arch)(
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        variant, pretrained_cfg, model_kwargs = _from_hub_config(model_name, model_kwargs, cache_dir)
+    else:
+        arch, tag = resolve_model_name(model_name)
+        variant = f"{arch}.{tag}" if tag else arch
+        pretrained_cfg = get_pretrained_cfg(variant)
+    return model_entrypoint(pretrained_cfg.architecture or variant)(
         pretrained=pretrained,
         pretrained_cfg_overlay=pretrained_cfg_overlay,
         features_only=features_only,
         out_indices=out_indices,
         checkpoint_path=checkpoint_path,
-        pretrained_cfg=get_pretrained_cfg(variant),
+        cache_dir=cache_dir,
+        pretrained_cfg=pretrained_cfg,
         **model_kwargs,
     )
+
+
+def _from_hub_config(
+    source: str, model_kwargs: dict[str, Any], cache_dir: str | os.PathLike | None
+) -> tuple[str, InceptionPretrainedCfg, dict[str, Any]]:
+    """The architecture, pretrained config and model arguments of a timm-layout repo or folder."""
+    from ._hub import read_hub_config
+
+    config, weights = read_hub_config(source, cache_dir)
+    arch = config["architecture"]
+    if not is_model(arch):
+        raise UnknownModelError(f"{source}: its config.json names the architecture {arch!r}, which inceptionzoo lacks")
+    stored = config.get("pretrained_cfg") or {}
+    cfg = InceptionPretrainedCfg.from_dict({**stored, "architecture": arch, **weights})
+    cfg = replace(cfg, num_classes=config.get("num_classes", cfg.num_classes), url=None, source=source)
+    kwargs = {**(config.get("model_args") or {}), **model_kwargs}
+    kwargs.setdefault("num_classes", cfg.num_classes)
+    if config.get("global_pool") and "global_pool" not in kwargs:
+        kwargs["global_pool"] = config["global_pool"]
+    return source, cfg, kwargs

@@ -11,13 +11,14 @@ import fnmatch
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from timm.models import PretrainedCfg
 from timm.models._registry import split_model_name_tag
 
 __all__ = [
+    "InceptionPretrainedCfg",
     "UnknownModelError",
     "get_pretrained_cfg",
     "is_model",
@@ -27,6 +28,22 @@ __all__ = [
     "register_model",
     "split_model_name_tag",
 ]
+
+
+@dataclass
+class InceptionPretrainedCfg(PretrainedCfg):
+    """timm's ``PretrainedCfg`` (source, preprocessing, head) plus the published accuracy of the weights."""
+
+    top1: float | None = None  # published ImageNet top-1 accuracy (%), single crop at input_size and crop_pct
+    top5: float | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InceptionPretrainedCfg:
+        """Build from a dict such as a timm ``config.json``'s ``pretrained_cfg``, ignoring fields we do not know."""
+        known = {f.name for f in fields(cls)}
+        cleaned = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return cls(**cleaned)
+
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
 _model_default_tags: dict[str, str] = {}  # arch -> the tag used when a name has none
@@ -63,7 +80,7 @@ def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
             _pretrained_cfgs[_full_name(arch, tag)] = cfg
             tags.append(tag)
     else:
-        _pretrained_cfgs[arch] = PretrainedCfg(architecture=arch)
+        _pretrained_cfgs[arch] = InceptionPretrainedCfg(architecture=arch)
         tags.append("")
     _model_tags[arch] = tags
     _model_default_tags[arch] = tags[0]

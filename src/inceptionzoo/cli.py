@@ -1,4 +1,4 @@
-"""The ``inceptionzoo`` command: list the registered models and show what one of them is."""
+"""The ``inceptionzoo`` command: list models, show one, download weights for offline use, publish a model."""
 
 from __future__ import annotations
 
@@ -64,6 +64,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    from . import get_pretrained_cfg
+    from ._hub import download_pretrained
+
+    for name in args.names:
+        cfg = get_pretrained_cfg(name)
+        full = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else name
+        if not cfg.has_weights:
+            raise ValueError(f"{full} has no published weights; see `inceptionzoo list --pretrained`")
+        print(f"{full}: {download_pretrained(cfg, full, args.cache_dir)}")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from . import create_model
+    from ._hub import push_to_hub, save_pretrained
+
+    kwargs = {"num_classes": args.num_classes} if args.num_classes is not None else {}
+    pretrained = args.checkpoint is None
+    model = create_model(args.name, pretrained=pretrained, checkpoint_path=args.checkpoint, **kwargs)
+    if args.local_dir:
+        print(save_pretrained(model, args.local_dir, repo_id=args.repo_id))
+    else:
+        print(push_to_hub(model, args.repo_id, private=args.private))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inceptionzoo", description="The Inception family for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("name", help="a model name, optionally arch.tag")
     p_info.add_argument("--json", action="store_true", help="print the facts as JSON")
     p_info.set_defaults(func=_cmd_info)
+    p_download = sub.add_parser("download", help="fetch published weights into the cache (for offline use later)")
+    p_download.add_argument("names", nargs="+", help="model names with weights, e.g. inception_v3.tf_in1k")
+    p_download.add_argument("--cache-dir", default=None, help="cache folder (default: HF_HUB_CACHE or HF_HOME/hub)")
+    p_download.set_defaults(func=_cmd_download)
+    p_push = sub.add_parser("push", help="publish a model in timm's layout to a Hub repo (or write it to a folder)")
+    p_push.add_argument("name", help="the model, e.g. inception_v3.tv_in1k (its weights are downloaded)")
+    p_push.add_argument("repo_id", help="the Hub repo to create or update, e.g. me/inception_v3-cifar10")
+    p_push.add_argument("--checkpoint", default=None, help="a local .safetensors/.pth to publish instead")
+    p_push.add_argument("--num-classes", type=int, default=None, help="classifier size of --checkpoint")
+    p_push.add_argument("--private", action="store_true", help="create the repo as private")
+    p_push.add_argument("--local-dir", default=None, help="only write the files to this folder, upload nothing")
+    p_push.set_defaults(func=_cmd_push)
     return parser
 
 
@@ -82,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (
-        ValueError,
-        TypeError,
-    ) as error:  # the library's own errors are written for people: show them plainly
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as error:
+        # the library's own errors are written for people: show them plainly, without a traceback
         print(f"inceptionzoo: error: {error}", file=sys.stderr)
         return 2

@@ -109,6 +109,11 @@ class InceptionNet(nn.Module):
         return x
 
     @torch.jit.ignore
+    def classifier_names(self) -> list[str]:
+        """The module names of every classifier: the head's ``fc`` and each auxiliary head's."""
+        return ["fc", *(f"{aux}.{getattr(self, aux).classifier_name}" for aux in self.aux_taps)]
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.fc
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.jit import Final
 
 from .._builder import build_model_with_cfg
-from .._registry import register_model
+from .._registry import InceptionPretrainedCfg, register_model
 from ..layers import (
     ConvNormAct,
     GoogLeNetOutputs,
@@ -115,6 +115,8 @@ class GoogLeNetAux(nn.Module):
     ``pool="adaptive"`` pools straight to 4x4 as torchvision does; the paper's 5x5/3 pool is followed by an
     adaptive pool to 4x4 so that inputs larger than 224x224 still fit the fully connected layer.
     """
+
+    classifier_name = "fc2"
 
     def __init__(
         self,
@@ -389,34 +391,41 @@ class GoogLeNet(InceptionNet):
         return self.forward_head(self._forward_from_4d(self._forward_to_4d(x)))
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,
-        "interpolation": "bilinear",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "first_conv": "conv1.conv",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1409.4842",
-        "paper_name": "Going Deeper with Convolutions",
-        **kwargs,
-    }
+def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
+    return InceptionPretrainedCfg(
+        **{
+            "num_classes": 1000,
+            "input_size": (3, 224, 224),
+            "pool_size": (7, 7),
+            "crop_pct": 0.875,
+            "interpolation": "bilinear",
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "first_conv": "conv1.conv",
+            "classifier": "fc",
+            "license": "apache-2.0",
+            "paper_ids": "arXiv:1409.4842",
+            "paper_name": "Going Deeper with Convolutions",
+            **kwargs,
+        }
+    )
 
 
 default_cfgs = generate_default_cfgs(
     {
         "inception_v1": _cfg(description="GoogLeNet as the 2014 paper describes it (Table 3, row 1)."),
         "inception_v1_bn": _cfg(description="BN-GoogLeNet (Table 3, row 2): BatchNorm instead of LRN."),
-        # torchvision's weights expect transform_input, i.e. (x - 0.5) / 0.5 of [0, 1] pixels: mean = std = 0.5
-        "inception_v1_tv": _cfg(
+        # torchvision's ImageNet checkpoint; it was trained with transform_input=True, which maps ImageNet-normalised
+        # input to (x - 0.5) / 0.5 of [0, 1] pixels: the same as mean = std = 0.5, so no flag lives in the model
+        "inception_v1_tv.tv_in1k": _cfg(
+            url="https://download.pytorch.org/models/googlenet-1378be20.pth",
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
+            top1=69.778,
+            top5=89.530,
             license="bsd-3-clause",
-            description="torchvision's googlenet, key for key.",
+            origin_url="https://github.com/pytorch/vision",
+            description="torchvision's googlenet with its ImageNet weights (GoogLeNet_Weights.IMAGENET1K_V1).",
         ),
         "bn_inception": _cfg(
             paper_ids="arXiv:1502.03167",

@@ -17,7 +17,7 @@ from torch import nn
 from torch.jit import Final
 
 from .._builder import build_model_with_cfg
-from .._registry import register_model
+from .._registry import InceptionPretrainedCfg, register_model
 from ..layers import (
     ConvNormAct,
     InceptionOutputs,
@@ -303,6 +303,8 @@ class InceptionAux(nn.Module):
     ``fc_norm=True`` batch-normalizes that "fully connected" layer (Table 3's "BN-auxiliary", +0.4% top-1).
     """
 
+    classifier_name = "fc"
+
     def __init__(
         self,
         in_chs: int,
@@ -576,22 +578,24 @@ class InceptionV3(InceptionNet):
         return self.forward_head(self._forward_from_aux(x))
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "num_classes": 1000,
-        "input_size": (3, 299, 299),
-        "pool_size": (8, 8),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": (0.5, 0.5, 0.5),
-        "std": (0.5, 0.5, 0.5),
-        "first_conv": "Conv2d_1a_3x3.conv",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1512.00567",
-        "paper_name": "Rethinking the Inception Architecture for Computer Vision",
-        **kwargs,
-    }
+def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
+    return InceptionPretrainedCfg(
+        **{
+            "num_classes": 1000,
+            "input_size": (3, 299, 299),
+            "pool_size": (8, 8),
+            "crop_pct": 0.875,
+            "interpolation": "bicubic",
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "first_conv": "Conv2d_1a_3x3.conv",
+            "classifier": "fc",
+            "license": "apache-2.0",
+            "paper_ids": "arXiv:1512.00567",
+            "paper_name": "Rethinking the Inception Architecture for Computer Vision",
+            **kwargs,
+        }
+    )
 
 
 _STEM_7X7 = {"first_conv": "Conv2d_1a_7x7.conv"}
@@ -604,8 +608,37 @@ default_cfgs = generate_default_cfgs(
         "inception_v2_rmsprop": _cfg(**_STEM_7X7, description="Table 3, row 5: Inception-v2 trained with RMSProp."),
         "inception_v2_ls": _cfg(**_STEM_7X7, description="Table 3, row 6: Inception-v2, RMSProp and label smoothing."),
         "inception_v2_f7x7": _cfg(description="Table 3, row 7: Inception-v2 with the 7x7 stem factorized into 3x3s."),
-        "inception_v3": _cfg(
-            description="Inception-v3: Table 3, row 8 (Inception-v2 + factorized 7x7 + BN-auxiliary)."
+        # published ImageNet weights, timm's key layout (= ours), on the Hub as timm/inception_v3.<tag>
+        "inception_v3.tv_in1k": _cfg(
+            hf_hub_id="timm/inception_v3.tv_in1k",
+            top1=77.472,
+            top5=93.468,
+            origin_url="https://github.com/pytorch/vision",
+            description="Inception-v3, torchvision's ImageNet weights (ported from TensorFlow, fine-tuned).",
+        ),
+        "inception_v3.tf_in1k": _cfg(
+            hf_hub_id="timm/inception_v3.tf_in1k",
+            top1=77.866,
+            top5=93.644,
+            origin_url="https://github.com/tensorflow/models/tree/master/research/slim",
+            description="Inception-v3, the TF-slim ImageNet weights (inception_v3_2016_08_28).",
+        ),
+        "inception_v3.tf_adv_in1k": _cfg(
+            hf_hub_id="timm/inception_v3.tf_adv_in1k",
+            top1=77.598,
+            top5=93.726,
+            origin_url="https://github.com/tensorflow/models/tree/master/research/adv_imagenet_models",
+            paper_ids="arXiv:1611.01236",
+            description="Inception-v3, TensorFlow's adversarially trained ImageNet weights (adv_inception_v3).",
+        ),
+        "inception_v3.gluon_in1k": _cfg(
+            hf_hub_id="timm/inception_v3.gluon_in1k",
+            top1=78.806,
+            top5=94.372,
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+            origin_url="https://cv.gluon.ai/model_zoo/classification.html",
+            description="Inception-v3, GluonCV's ImageNet weights (ImageNet mean/std preprocessing).",
         ),
         "inception_v3_rf151": _cfg(
             input_size=(3, 151, 151),

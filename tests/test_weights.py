@@ -1,0 +1,287 @@
+"""Pretrained weights through a loopback server that speaks the Hub's protocol: no test touches the network."""
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save
+
+import inceptionzoo
+from conftest import realistic_batchnorm
+from hub_server import HubServer
+from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
+
+
+def _safetensors(state_dict: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.contiguous() for k, v in state_dict.items()})
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """Real timm and torchvision models with realistic BatchNorm statistics, and their serialized weights."""
+    torch.manual_seed(0)
+    timm_aux = realistic_batchnorm(timm.create_model("inception_v3", aux_logits=True), size=299, batch=2)
+    timm_plain = realistic_batchnorm(timm.create_model("inception_v3"), size=128)
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)
+    googlenet = realistic_batchnorm(googlenet, size=96)
+    buffer = io.BytesIO()
+    torch.save(googlenet.state_dict(), buffer)
+    pth = buffer.getvalue()
+    return {
+        "timm_aux": timm_aux,
+        "timm_plain": timm_plain,
+        "googlenet": googlenet,
+        "tv_in1k": _safetensors(timm_aux.state_dict()),
+        "tf_in1k": _safetensors(timm_plain.state_dict()),
+        "googlenet_file": f"googlenet-{hashlib.sha256(pth).hexdigest()[:8]}.pth",
+        "googlenet_pth": pth,
+    }
+
+
+@pytest.fixture
+def hub(weights, tmp_path, monkeypatch):
+    server = HubServer()
+    server.add_repo("timm/inception_v3.tv_in1k", {"model.safetensors": weights["tv_in1k"]})
+    server.add_repo("timm/inception_v3.tf_in1k", {"model.safetensors": weights["tf_in1k"]})
+    server.files[weights["googlenet_file"]] = weights["googlenet_pth"]
+    server.start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield server
+    server.stop()
+
+
+def weight_gets(server: HubServer) -> int:
+    return sum(1 for method, path in server.requests if method == "GET" and path.endswith("model.safetensors"))
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def googlenet_url(hub: HubServer, weights) -> dict:
+    return {"url": f"{hub.url}/files/{weights['googlenet_file']}"}
+
+
+def test_download_once_then_cache_then_offline(hub, weights, monkeypatch):
+    model = inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True).eval()
+    assert weight_gets(hub) == 1
+    reference = weights["timm_aux"].eval()
+    x = torch.randn(2, 3, 299, 299)
+    with torch.no_grad():
+        assert relative_error(model(x), reference(x)[0]) <= 1e-5
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5) and model.pretrained_cfg["top1"] == 77.472
+    # the second call is served from the cache
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    assert weight_gets(hub) == 1
+    # ... also with the server gone, and offline
+    hub.stop()
+    inceptionzoo.create_model("inception_v3", pretrained=True)  # the default tag is tv_in1k
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True).eval()
+    with torch.no_grad():
+        assert torch.equal(offline(x), model(x))
+
+
+def test_offline_with_empty_cache_says_how_to_fetch(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotCachedError, match="inceptionzoo download inception_v3.tf_in1k"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert hub.requests == []
+
+
+def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
+    from inceptionzoo.cli import main
+
+    assert main(["download", "inception_v3.tf_in1k"]) == 0
+    assert "model.safetensors" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert main(["download", "inception_v3.tv_in1k"]) == 2  # offline and not cached: a clear error, exit code 2
+    assert "not in the cache" in capsys.readouterr().err
+
+
+def test_unknown_tag_and_missing_repo_or_file(hub):
+    with pytest.raises(inceptionzoo.UnknownModelError, match="inception_v3.tf_in1k"):
+        inceptionzoo.create_model("inception_v3.tv_in22k", pretrained=True)
+    with pytest.raises(WeightsDownloadError, match="no repo"):
+        inceptionzoo.create_model("inception_v3", pretrained=True, pretrained_cfg_overlay={"hf_hub_id": "timm/none"})
+    with pytest.raises(WeightsDownloadError, match="no file"):
+        inceptionzoo.create_model(
+            "inception_v3", pretrained=True, pretrained_cfg_overlay={"hf_hub_filename": "absent.safetensors"}
+        )
+
+
+@pytest.mark.parametrize("fault", ["truncate", "drop", "500"])
+def test_broken_transfers_fail_clearly_and_recover(hub, fault):
+    hub.fault = fault
+    with pytest.raises(WeightsDownloadError):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    hub.fault = None
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
+
+
+def hub_state(hub: HubServer) -> dict:
+    from safetensors.torch import load
+
+    return load(hub.repos["timm/inception_v3.tf_in1k"]["model.safetensors"])
+
+
+def test_corrupt_download_is_detected_removed_and_refetched(hub):
+    hub.fault = "corrupt"
+    with pytest.raises(CorruptWeightsError, match="removed from the cache"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    hub.fault = None
+    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    # a cached file damaged later is caught too, and not silently reused
+    blobs = list(Path(inceptionzoo._hub.hub_cache_dir()).glob("models--timm--inception_v3.tf_in1k/blobs/*"))
+    assert len(blobs) == 1
+    data = bytearray(blobs[0].read_bytes())
+    data[-1] ^= 0xFF
+    blobs[0].write_bytes(bytes(data))
+    with pytest.raises(CorruptWeightsError):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert not blobs[0].exists()
+    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+
+
+def test_num_classes_reinitialises_only_the_classifiers(hub, weights):
+    model = inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True, num_classes=10, aux_logits=True)
+    source = weights["timm_aux"].state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith(("fc.", "AuxLogits.fc.")):
+            assert value.shape[0] == 10
+        else:
+            assert torch.equal(value, source[key]), key
+    assert model.pretrained_cfg["num_classes"] == 10
+
+
+def test_in_chans_adapts_the_first_convolution(hub, weights):
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True, in_chans=1).eval()
+    original = weights["timm_plain"].state_dict()["Conv2d_1a_3x3.conv.weight"]
+    torch.testing.assert_close(model.Conv2d_1a_3x3.conv.weight, original.sum(dim=1, keepdim=True))
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 299, 299)).shape == (1, 1000)
+
+
+def test_aux_head_without_published_aux_weights_is_named(hub):
+    with pytest.raises(inceptionzoo.CheckpointMismatchError, match="AuxLogits"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True, aux_logits=True)
+
+
+def test_torchvision_googlenet_url_checked_converted_and_equal(hub, weights, monkeypatch):
+    overlay = googlenet_url(hub, weights)
+    model = inceptionzoo.create_model("inception_v1_tv.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+    reference = weights["googlenet"].eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert relative_error(model.eval()(x), reference(x)) <= 1e-5
+    converted = list(Path(inceptionzoo._hub.hub_cache_dir()).glob("inceptionzoo-url/*.safetensors"))
+    assert [p.name for p in converted] == [weights["googlenet_file"].replace(".pth", ".safetensors")]
+    # torchvision's transform_input is expressed as the preprocessing: mean = std = 0.5
+    assert inceptionzoo.data_config(model)["mean"] == (0.5, 0.5, 0.5)
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    inceptionzoo.create_model("inception_v1_tv.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+
+
+def test_url_with_wrong_hash_prefix_is_refused(hub, weights):
+    hub.files["googlenet-00000000.pth"] = weights["googlenet_pth"]
+    with pytest.raises(CorruptWeightsError, match="hash"):
+        inceptionzoo.create_model(
+            "inception_v1_tv.tv_in1k",
+            pretrained=True,
+            pretrained_cfg_overlay={"url": f"{hub.url}/files/googlenet-00000000.pth"},
+        )
+    assert not list(Path(inceptionzoo._hub.hub_cache_dir()).glob("inceptionzoo-url/*.safetensors"))
+
+
+def test_save_pretrained_round_trips_through_hf_hub_and_local_dir(hub, tmp_path):
+    model = inceptionzoo.create_model("inception_v3_cifar", width_multiplier=0.25, drop_rate=0.1)
+    model = realistic_batchnorm(model, size=32)
+    folder = inceptionzoo.save_pretrained(model, tmp_path / "saved", repo_id="me/inception-cifar")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "inception_v3_cifar" and config["num_classes"] == 10
+    assert config["model_args"] == {"width_multiplier": 0.25, "drop_rate": 0.1}
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: inceptionzoo") and "## Usage" in card and "## Citation" in card
+    hub.add_repo("me/inception-cifar", {p.name: p.read_bytes() for p in folder.iterdir()})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+    for source in ("hf-hub:me/inception-cifar", f"local-dir:{folder}"):
+        loaded = inceptionzoo.create_model(source, pretrained=True).eval()
+        assert loaded.state_dict().keys() == model.state_dict().keys()
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+        with torch.no_grad():
+            assert torch.equal(loaded(x), reference)
+
+
+def test_hf_hub_reads_timm_format_repos(hub, weights):
+    config = {
+        "architecture": "inception_v3",
+        "num_classes": 1000,
+        "num_features": 2048,
+        "pretrained_cfg": {
+            "tag": "tf_in1k",
+            "input_size": [3, 299, 299],
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "crop_pct": 0.875,
+        },
+    }
+    hub.add_repo(
+        "timm/inception_v3.tf_in1k",
+        {"model.safetensors": weights["tf_in1k"], "config.json": json.dumps(config).encode()},
+    )
+    model = inceptionzoo.create_model("hf-hub:timm/inception_v3.tf_in1k", pretrained=True).eval()
+    x = torch.randn(1, 3, 299, 299)
+    with torch.no_grad():
+        assert relative_error(model(x), weights["timm_plain"].eval()(x)) <= 1e-5
+    assert model.pretrained_cfg["input_size"] == (3, 299, 299)
+    hub.add_repo("me/other", {"config.json": json.dumps({**config, "architecture": "resnet50"}).encode()})
+    with pytest.raises(inceptionzoo.UnknownModelError, match="resnet50"):
+        inceptionzoo.create_model("hf-hub:me/other")
+    hub.add_repo("me/broken", {"config.json": b"{not json"})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        inceptionzoo.create_model("hf-hub:me/broken")
+
+
+def test_data_config_and_transform(hub):
+    gluon = inceptionzoo.create_model("inception_v3.gluon_in1k")
+    assert inceptionzoo.data_config(gluon)["mean"] == (0.485, 0.456, 0.406)
+    tv = inceptionzoo.create_model("inception_v3.tv_in1k")
+    config = inceptionzoo.data_config(tv)
+    assert (
+        config["input_size"] == (3, 299, 299) and config["interpolation"] == "bicubic" and config["crop_pct"] == 0.875
+    )
+    from PIL import Image
+
+    image = Image.new("RGB", (400, 350), color=(255, 0, 0))
+    tensor = inceptionzoo.create_transform(tv)(image)
+    assert tensor.shape == (3, 299, 299)
+    torch.testing.assert_close(tensor[0].mean(), torch.tensor(1.0))  # (1 - 0.5) / 0.5
+
+
+def test_push_to_hub_uploads_the_saved_layout(monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+
+    uploaded = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: uploaded.setdefault("repo", repo_id))
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        return "http://127.0.0.1/commit"
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    assert inceptionzoo.push_to_hub(model, "me/googlenet-cifar") == "http://127.0.0.1/commit"
+    assert uploaded == {"repo": "me/googlenet-cifar", "files": ["README.md", "config.json", "model.safetensors"]}
