@@ -1,0 +1,72 @@
+"""The papers' recipes are data, built with timm's and torch's factories."""
+
+import pytest
+import torch
+from timm.optim import RMSpropTF
+
+import inceptionzoo
+from inceptionzoo.train import RECIPES, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
+
+
+@pytest.mark.parametrize(
+    ("name", "recipe"),
+    [
+        ("inception_v1", "googlenet"),
+        ("inception_v1_bn", "momentum_sgd"),
+        ("bn_inception", "momentum_sgd"),
+        ("inception_v2", "momentum_sgd"),
+        ("inception_v2_rmsprop", "rmsprop"),
+        ("inception_v2_ls", "rmsprop_label_smoothing"),
+        ("inception_v3", "rmsprop_label_smoothing"),
+        ("inception_v3_cifar", "cifar"),
+        ("inception_v1_cifar", "cifar"),
+    ],
+)
+def test_each_row_carries_its_recipe(name, recipe):
+    assert recipe_for(inceptionzoo.create_model(name)).name == recipe
+
+
+def test_inception_v3_recipe_is_the_papers():
+    model = inceptionzoo.create_model("inception_v3_cifar", width_multiplier=0.125)
+    recipe = recipe_for(inceptionzoo.create_model("inception_v3"))
+    optimizer = create_optimizer(model, recipe)
+    assert isinstance(optimizer, RMSpropTF)  # epsilon inside the square root, as in TensorFlow
+    assert optimizer.defaults["eps"] == 1.0 and optimizer.defaults["alpha"] == 0.9 and optimizer.defaults["lr"] == 0.045
+    # no weight decay on BatchNorm and biases
+    assert any(group["weight_decay"] == 0 for group in optimizer.param_groups)
+    scheduler = create_scheduler(optimizer, recipe)
+    rates = []
+    for epoch in range(5):
+        scheduler.step(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.045, 0.045, 0.045 * 0.94, 0.045 * 0.94, 0.045 * 0.94**2])
+    assert create_loss(recipe).label_smoothing == 0.1
+    assert recipe.clip_grad == 2.0 and recipe.aux_weight == 0.4
+    ema = create_ema(model, recipe)
+    assert ema is not None and ema.decay == 0.9999
+
+
+def test_googlenet_recipe():
+    recipe = RECIPES["googlenet"]
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    optimizer = create_optimizer(model, recipe)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    scheduler = create_scheduler(optimizer, recipe)
+    scheduler.step(8)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(recipe.lr * 0.96)  # down 4% every 8 epochs
+    assert recipe.aux_weight == 0.3 and create_loss(recipe).label_smoothing == 0.0
+
+
+def test_overrides_and_a_training_step_with_aux_losses():
+    model = inceptionzoo.create_model("inception_v1_cifar", aux_logits=True).train()
+    recipe = recipe_for(model, lr=0.05, epochs=3)
+    assert recipe.lr == 0.05 and recipe.epochs == 3 and RECIPES["cifar"].lr == 0.2
+    optimizer = create_optimizer(model, recipe)
+    loss_fn = create_loss(recipe)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = model(x)
+    loss = loss_fn(out.logits, y) + recipe.aux_weight * sum(loss_fn(aux, y) for aux in out[1:])
+    loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
