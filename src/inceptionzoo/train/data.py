@@ -1,0 +1,144 @@
+"""CIFAR-10 as decoded tensors in memory, with augmentation applied to whole batches.
+
+The images are read once from an ImageFolder layout (``train/<class>/*.jpg``, ``test/<class>/*.jpg``), either a
+folder or a ``.tar.gz`` of one, decoded to ``uint8`` tensors and cached as a ``.pt`` file (read back with
+``weights_only=True``). Training then never touches PIL: crops and flips are done on batches, which keeps two
+CPU cores busy with the model instead of with image decoding.
+"""
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["CIFAR10_CLASSES", "ImageTensors", "batches", "load_image_folder", "split_validation"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class ImageTensors:
+    """A split held in memory: ``images`` is ``uint8`` ``(N, 3, H, W)``, ``labels`` is ``int64`` ``(N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _members(source: Path, split: str) -> Iterator[tuple[str, bytes]]:
+    """``(class name, file bytes)`` for every image of ``split``, from a folder or a tar archive."""
+    if source.is_dir():
+        for path in sorted((source / split).glob("*/*")):
+            if path.is_file():
+                yield path.parent.name, path.read_bytes()
+        return
+    with tarfile.open(source) as archive:
+        for member in archive:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 3 and parts[-3] == split:
+                yield parts[-2], archive.extractfile(member).read()
+
+
+def load_image_folder(
+    source: str | os.PathLike, split: str, cache_dir: str | os.PathLike | None = None
+) -> ImageTensors:
+    """Load ``split`` (``"train"`` or ``"test"``) of an ImageFolder tree or its ``.tar.gz`` as tensors.
+
+    With ``cache_dir`` the decoded tensors are saved there and reused (keyed by the source's name, size and time).
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no dataset at {source}: expected a folder with {split}/<class>/ or a .tar.gz of one")
+    cache = None
+    if cache_dir is not None:
+        stat = source.stat()
+        cache = Path(cache_dir) / f"{source.name}-{split}-{stat.st_size}-{int(stat.st_mtime)}.pt"
+        if cache.is_file():
+            saved = torch.load(cache, weights_only=True)
+            return ImageTensors(saved["images"], saved["labels"], tuple(saved["classes"]))
+    pixels, names = [], []
+    for class_name, data in _members(source, split):
+        pixels.append(_decode(data))
+        names.append(class_name)
+    if not pixels:
+        raise ValueError(f"{source} has no images under {split}/<class>/")
+    classes = tuple(sorted(set(names)))
+    index = {name: i for i, name in enumerate(classes)}
+    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([index[name] for name in names], dtype=torch.int64)
+    result = ImageTensors(images, labels, classes)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"images": images, "labels": labels, "classes": list(classes)}, partial)
+        os.replace(partial, cache)  # atomic: readers never see half a file
+    return result
+
+
+def split_validation(data: ImageTensors, size: int, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
+    """Carve a class-balanced validation split of ``size`` images out of ``data``; returns (train, validation)."""
+    generator = torch.Generator().manual_seed(seed)
+    per_class = size // len(data.classes)
+    validation = []
+    for label in range(len(data.classes)):
+        members = (data.labels == label).nonzero().flatten()
+        validation.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    chosen = torch.cat(validation)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[chosen] = False
+    pick = lambda idx: ImageTensors(data.images[idx], data.labels[idx], data.classes)  # noqa: E731
+    return pick(keep.nonzero().flatten()), pick(chosen.sort().values)
+
+
+def batches(
+    data: ImageTensors,
+    batch_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    train: bool = False,
+    pad: int = 4,
+    generator: torch.Generator | None = None,
+    channels_last: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield normalized float batches; in training order is shuffled and each batch gets a random crop (after
+    ``pad`` pixels of zero padding) and a random horizontal flip, done on the whole batch at once."""
+    count = len(data)
+    order = torch.randperm(count, generator=generator) if train else torch.arange(count)
+    mean_t = torch.tensor(mean).view(1, -1, 1, 1) * 255
+    std_t = torch.tensor(std).view(1, -1, 1, 1) * 255
+    height, width = data.images.shape[-2:]
+    end = count - count % batch_size if drop_last else count
+    for start in range(0, end, batch_size):
+        index = order[start : start + batch_size]
+        images, labels = data.images[index], data.labels[index]
+        if train:
+            n = len(index)
+            padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+            rows = (dy.view(n, 1) + torch.arange(height).view(1, height)).view(n, 1, height, 1)
+            cols = (dx.view(n, 1) + torch.arange(width).view(1, width)).view(n, 1, 1, width)
+            batch = torch.arange(n).view(n, 1, 1, 1)
+            channel = torch.arange(images.shape[1]).view(1, -1, 1, 1)
+            images = padded[batch, channel, rows, cols]
+            flip = torch.rand(n, generator=generator) < 0.5
+            images = torch.where(flip.view(n, 1, 1, 1), images.flip(-1), images)
+        x = (images.float() - mean_t) / std_t
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, labels
