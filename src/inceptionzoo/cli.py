@@ -114,10 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_push.add_argument("--private", action="store_true", help="create the repo as private")
     p_push.add_argument("--local-dir", default=None, help="only write the files to this folder, upload nothing")
     p_push.set_defaults(func=_cmd_push)
+    # `inceptionzoo train ...` is handed to inceptionzoo.train.cli whole (see main); listed here for --help
+    sub.add_parser("train", add_help=False, help="train or fine-tune a model (the train extra); see train --help")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from .train.cli import main as train_main  # training code is imported only when asked for
+
+        return train_main(argv[1:], prog="inceptionzoo train")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,11 +1,25 @@
 """Training utilities (the ``train`` extra). Imported only when asked for: ``import inceptionzoo`` never loads them.
 
-So far: the papers' training recipes as data, built into optimizers, schedulers, EMA and losses with timm's and
-torch's own factories (:mod:`inceptionzoo.train.recipes`), and CIFAR-style data as in-memory tensors with batch
-augmentation (:mod:`inceptionzoo.train.data`), and one training epoch / one evaluation pass
-(:mod:`inceptionzoo.train.engine`).
+- :mod:`~inceptionzoo.train.recipes`: the papers' recipes as data, built with timm's and torch's factories.
+- :mod:`~inceptionzoo.train.data`: datasets as in-memory tensors with augmentation on whole batches.
+- :mod:`~inceptionzoo.train.engine`: one training epoch and one evaluation pass.
+- :mod:`~inceptionzoo.train.checkpoint`: atomic checkpoints and exact resume.
+- :mod:`~inceptionzoo.train.reporting`: metrics as CSV / JSON lines and a PNG plot.
+- :mod:`~inceptionzoo.train.loop`: ``fit(TrainConfig(...))``, one process or many (torchrun), and
+  :mod:`~inceptionzoo.train.cli`, its command line (``inceptionzoo train``).
 """
 
+from .loop import TrainConfig, fit
 from .recipes import RECIPES, Recipe, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
 
-__all__ = ["RECIPES", "Recipe", "create_ema", "create_loss", "create_optimizer", "create_scheduler", "recipe_for"]
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "TrainConfig",
+    "create_ema",
+    "create_loss",
+    "create_optimizer",
+    "create_scheduler",
+    "fit",
+    "recipe_for",
+]

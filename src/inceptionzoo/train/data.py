@@ -17,7 +17,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CIFAR10_CLASSES", "ImageTensors", "batches", "load_image_folder", "split_validation"]
+__all__ = [
+    "CIFAR10_CLASSES",
+    "ImageTensors",
+    "batches",
+    "load_dataset",
+    "load_image_folder",
+    "load_torchvision_cifar10",
+    "split_validation",
+    "subset",
+]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -89,6 +98,32 @@ def load_image_folder(
     return result
 
 
+def load_torchvision_cifar10(root: str | os.PathLike, split: str, download: bool = False) -> ImageTensors:
+    """``torchvision.datasets.CIFAR10`` (the original arrays; ``download=True`` fetches them) as tensors."""
+    from torchvision.datasets import CIFAR10
+
+    dataset = CIFAR10(str(root), train=split == "train", download=download)
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return ImageTensors(images, torch.tensor(dataset.targets, dtype=torch.int64), tuple(dataset.classes))
+
+
+def load_dataset(
+    source: str | os.PathLike, split: str, cache_dir: str | os.PathLike | None = None, download: bool = False
+) -> ImageTensors:
+    """``torchvision:ROOT`` for torchvision's CIFAR10 under ROOT, else an ImageFolder folder or ``.tar.gz``."""
+    text = str(source)
+    if text.startswith("torchvision:"):
+        return load_torchvision_cifar10(text.removeprefix("torchvision:") or ".", split, download=download)
+    return load_image_folder(source, split, cache_dir=cache_dir)
+
+
+def subset(data: ImageTensors, size: int, seed: int = 0) -> ImageTensors:
+    """A random class-balanced subset of ``size`` images (``--subset`` for quick runs)."""
+    if size >= len(data):
+        return data
+    return split_validation(data, size, seed=seed)[1]
+
+
 def split_validation(data: ImageTensors, size: int, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
     """Carve a class-balanced validation split of ``size`` images out of ``data``; returns (train, validation)."""
     generator = torch.Generator().manual_seed(seed)
@@ -114,11 +149,20 @@ def batches(
     generator: torch.Generator | None = None,
     channels_last: bool = True,
     drop_last: bool = False,
+    indices: torch.Tensor | None = None,
+    size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield normalized float batches; in training order is shuffled and each batch gets a random crop (after
-    ``pad`` pixels of zero padding) and a random horizontal flip, done on the whole batch at once."""
-    count = len(data)
-    order = torch.randperm(count, generator=generator) if train else torch.arange(count)
+    """Yield normalized float batches; in training each batch gets a random crop (after ``pad`` pixels of zero
+    padding) and a random horizontal flip, done on the whole batch at once.
+
+    ``indices`` picks and orders the images (a distributed sampler's share); without it training shuffles all of
+    them. ``size`` resizes every batch (bilinear) to ``size`` x ``size``, e.g. to the input size of ImageNet weights.
+    """
+    if indices is not None:
+        order = torch.as_tensor(indices, dtype=torch.int64)
+    else:
+        order = torch.randperm(len(data), generator=generator) if train else torch.arange(len(data))
+    count = len(order)
     mean_t = torch.tensor(mean).view(1, -1, 1, 1) * 255
     std_t = torch.tensor(std).view(1, -1, 1, 1) * 255
     height, width = data.images.shape[-2:]
@@ -139,6 +183,8 @@ def batches(
             flip = torch.rand(n, generator=generator) < 0.5
             images = torch.where(flip.view(n, 1, 1, 1), images.flip(-1), images)
         x = (images.float() - mean_t) / std_t
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield x, labels

@@ -1,15 +1,20 @@
-"""One training epoch and one evaluation pass: bf16 autocast, channels_last, gradient clipping, auxiliary-head
-losses and weight averaging, with no host synchronisation inside the step loop."""
+"""One training epoch and one evaluation pass: bf16/fp16 autocast, gradient clipping, auxiliary-head losses,
+per-step learning rates and weight averaging, with no host synchronisation inside the step loop.
 
-from collections.abc import Iterable
+Under ``torch.distributed`` the epoch's sums are all-reduced, so every rank returns the same global figures.
+"""
+
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .recipes import Recipe
 
-__all__ = ["EpochStats", "evaluate", "train_one_epoch"]
+__all__ = ["EpochStats", "evaluate", "train_one_epoch", "unwrap_model"]
 
 
 @dataclass
@@ -22,15 +27,38 @@ class EpochStats:
     images: int
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` (or ``torch.compile``) wrapper."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
 def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
     if isinstance(output, tuple):  # InceptionOutputs / GoogLeNetOutputs: logits first, then the aux heads
-        return output[0], list(output[1:])
+        return output[0], [aux for aux in output[1:] if aux is not None]
     return output, []
 
 
 def _correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, logits.shape[1])
     return (logits.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1).sum()
+
+
+def _batch_totals(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    batch = labels.numel()
+    return torch.stack(
+        [
+            loss.detach().double() * batch,
+            _correct(logits, labels, 1).double(),
+            _correct(logits, labels, 5).double(),
+            torch.tensor(batch, dtype=torch.float64, device=labels.device),
+        ]
+    )
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def train_one_epoch(
@@ -42,39 +70,55 @@ def train_one_epoch(
     ema: nn.Module | None = None,
     autocast_dtype: torch.dtype | None = torch.bfloat16,
     device: torch.device | str = "cpu",
+    scheduler: Any = None,
+    num_updates: int = 0,
+    grad_scaler: torch.amp.GradScaler | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> EpochStats:
-    """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss."""
+    """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss.
+
+    ``scheduler`` (a timm scheduler) gets ``step_update`` after every optimizer step, counted from ``num_updates``;
+    ``grad_scaler`` is for fp16; ``on_step(step, running_totals)`` is called after each step (progress bars).
+    """
     device = torch.device(device)
     model.train()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
-    for images, labels in data:
+    for step, (images, labels) in enumerate(data):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with _autocast(device, autocast_dtype):
             logits, aux = _split_outputs(model(images))
             loss = loss_fn(logits, labels)
             for aux_logits in aux:
                 loss = loss + recipe.aux_weight * loss_fn(aux_logits, labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if grad_scaler is not None:
+            grad_scaler.scale(loss).backward()
+            grad_scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         if recipe.clip_grad is not None:
             nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
-        optimizer.step()
+        if grad_scaler is not None:
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
+        else:
+            optimizer.step()
+        num_updates += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates=num_updates)
         if ema is not None:
-            ema.update(model)
+            ema.update(unwrap_model(model), step=num_updates)
         with torch.no_grad():  # accumulated on the device: no .item() per step
-            batch = labels.numel()
-            totals += torch.stack(
-                [
-                    loss.detach().double() * batch,
-                    _correct(logits, labels, 1),
-                    _correct(logits, labels, 5),
-                    torch.tensor(batch, device=device),
-                ]
-            ).double()
+            totals += _batch_totals(loss, logits, labels)
+        if on_step is not None:
+            on_step(step, totals)
     return _stats(totals)
 
 
 def _stats(totals: torch.Tensor) -> EpochStats:
+    if dist.is_available() and dist.is_initialized():
+        totals = totals.clone()
+        dist.all_reduce(totals)  # sums over every rank's share of the data
     loss_sum, top1, top5, images = totals.tolist()
     images = max(images, 1)
     return EpochStats(loss=loss_sum / images, top1=100 * top1 / images, top5=100 * top5 / images, images=int(images))
@@ -96,18 +140,10 @@ def evaluate(
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with _autocast(device, autocast_dtype):
             logits, _ = _split_outputs(model(images))
             if flip_tta:
                 logits = (logits + _split_outputs(model(images.flip(-1)))[0]) / 2
         logits = logits.float()
-        batch = labels.numel()
-        totals += torch.stack(
-            [
-                loss_fn(logits, labels).double() * batch,
-                _correct(logits, labels, 1),
-                _correct(logits, labels, 5),
-                torch.tensor(batch, device=device),
-            ]
-        ).double()
+        totals += _batch_totals(loss_fn(logits, labels), logits, labels)
     return _stats(totals)

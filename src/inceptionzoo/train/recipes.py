@@ -39,7 +39,7 @@ class Recipe:
     schedule: str = "step"
     decay_epochs: float = 2.0
     decay_rate: float = 0.94
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0
     label_smoothing: float = 0.0
     aux_weight: float = 0.4
     clip_grad: float | None = None
@@ -145,8 +145,14 @@ def create_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     )
 
 
-def create_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int | None = None) -> Any:
-    """The recipe's learning-rate schedule, from timm's factory; call ``scheduler.step(epoch)`` once per epoch."""
+def create_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int | None = None, updates_per_epoch: int = 0
+) -> Any:
+    """The recipe's learning-rate schedule, from timm's factory.
+
+    Without ``updates_per_epoch`` call ``scheduler.step(epoch)`` once per epoch; with it the rate moves every step
+    (``scheduler.step_update(num_updates)``), which matters when a run is only a few epochs long.
+    """
     from timm.scheduler import create_scheduler_v2
 
     scheduler, _ = create_scheduler_v2(
@@ -157,6 +163,8 @@ def create_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: i
         decay_rate=recipe.decay_rate,
         warmup_epochs=recipe.warmup_epochs,
         warmup_lr=recipe.lr * 0.01,
+        step_on_epochs=updates_per_epoch == 0,
+        updates_per_epoch=updates_per_epoch,
     )
     return scheduler
 
@@ -167,9 +175,14 @@ def create_loss(recipe: Recipe) -> nn.Module:
 
 
 def create_ema(model: nn.Module, recipe: Recipe) -> nn.Module | None:
-    """timm's ``ModelEmaV3`` running average of the weights (the papers' parameter averaging), or None."""
+    """timm's ``ModelEmaV3`` running average of the weights (the papers' parameter averaging), or None.
+
+    Pass the step count to ``ema.update(model, step=...)`` for the warm-up to apply.
+    """
     if recipe.ema_decay is None:
         return None
     from timm.utils import ModelEmaV3
 
-    return ModelEmaV3(model, decay=recipe.ema_decay)
+    # with warm-up the averaging horizon grows with the step count (decay 0.99 at 1k steps, capped at ema_decay),
+    # so short runs are not dominated by their random initial weights
+    return ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=True)

@@ -1,0 +1,25 @@
+"""Train or fine-tune any inceptionzoo model on CIFAR-10 (the training loop of ``inceptionzoo train`` with CIFAR-10
+defaults). See examples/README.md for the commands and docs/results.md for the measured figures.
+
+    python examples/finetune_cifar10.py --subset 2000 --epochs 2                      # a quick look
+    python examples/finetune_cifar10.py --val-size 0 --eval-test                      # the docs/results.md run
+    python examples/finetune_cifar10.py --model inception_v3.tv_in1k --pretrained     # ImageNet weights, 299x299
+"""
+
+import sys
+from pathlib import Path
+
+from inceptionzoo.train.cli import main
+from inceptionzoo.train.loop import TrainConfig
+
+# the project's offline copy of CIFAR-10 (JPEG, ImageFolder layout), beside the repository
+SHARED_COPY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+DEFAULTS = TrainConfig(
+    model="inception_v1_cifar",
+    data=str(SHARED_COPY.resolve()) if SHARED_COPY.is_file() else "torchvision:data/cifar10",
+    epochs=13,
+)
+
+if __name__ == "__main__":
+    sys.exit(main(defaults=DEFAULTS, prog="finetune_cifar10.py"))

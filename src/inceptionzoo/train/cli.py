@@ -1,0 +1,102 @@
+"""``inceptionzoo train`` / ``python -m inceptionzoo.train``: the training loop from the command line.
+
+For several processes launch it with torchrun, e.g.
+``torchrun --nproc_per_node 2 -m inceptionzoo.train --model inception_v1_cifar --data cifar10-jpeg.tar.gz``.
+"""
+
+import argparse
+import json
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from .loop import TrainConfig, fit
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+_HELP = {
+    "model": "registered model name, optionally with a weight tag (e.g. inception_v3.tv_in1k); default: %(default)s",
+    "data": "an ImageFolder folder or .tar.gz with train/<class>/ and test/<class>/, "
+    "or torchvision:ROOT for torchvision's CIFAR10 under ROOT",
+    "output": "folder for checkpoints, metrics.csv/.jsonl, metrics.png, summary.json and the final model/ "
+    "(default: a new runs/<model>-<date>-<time>)",
+    "pretrained": "start from the model's pretrained weights (the classifier is replaced to fit the data's classes, "
+    "images are resized to the weights' input size)",
+    "download": "with --data torchvision:ROOT, download CIFAR-10 into ROOT if it is not there",
+    "cache_dir": "where decoded datasets are cached (default: ~/.cache/inceptionzoo/datasets)",
+    "recipe": "training recipe (momentum_sgd, rmsprop, rmsprop_label_smoothing, googlenet, cifar); default: the one "
+    "the model's paper row used",
+    "epochs": "epochs to train (default: the recipe's)",
+    "batch_size": "images per process and step (default: the recipe's)",
+    "lr": "peak learning rate (default: the recipe's, scaled linearly with the global batch size)",
+    "weight_decay": "weight decay, not applied to norms and biases (default: the recipe's)",
+    "label_smoothing": "label smoothing of the training loss (default: the recipe's)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up (default: the recipe's)",
+    "ema_decay": "decay of the weight average (EMA) that is evaluated and saved (default: the recipe's)",
+    "ema": "keep a weight average (EMA) and evaluate and save it; --no-ema uses the trained weights themselves "
+    "(default on when the recipe has one)",
+    "clip_grad": "clip the gradient norm to this value (default: the recipe's)",
+    "val_size": "images carved out of train/ for validation each epoch, class-balanced; 0 trains on all of train/ "
+    "(default: %(default)s)",
+    "eval_test": "evaluate test/ once, after the last epoch (report this figure once; tune on validation)",
+    "subset": "use a random class-balanced N images of train/ (and at most N of test/), for quick runs",
+    "image_size": "train and evaluate at this size (default: the model's input size, 299 for ImageNet weights)",
+    "amp": "autocast dtype: auto (bf16 where the CPU or GPU supports it, else fp16 on CUDA), bf16, fp16 or none",
+    "channels_last": "keep images and weights in channels_last memory layout (default on)",
+    "sync_bn": "synchronise BatchNorm statistics across processes (torchrun only)",
+    "flip_tta": "average each evaluated image's logits with its mirror's (default on)",
+    "seed": "random seed; every epoch's shuffling, crops, flips and dropout derive from it (default: %(default)s)",
+    "threads": "CPU threads per process (default: torch's choice)",
+    "device": "auto (CUDA when present), cuda or cpu",
+    "resume": "continue the run whose output folder (or checkpoint folder) this is, exactly where it stopped",
+    "keep_checkpoints": "how many epoch checkpoints to keep (default: %(default)s)",
+    "progress": "show tqdm progress bars (default on)",
+}
+
+
+def _value_type(annotation: Any) -> type:
+    """``int`` for ``int | None`` and so on: the type argparse converts an option's text to."""
+    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return options[0] if options else annotation
+
+
+def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``defaults`` lets a script (like the CIFAR-10 example) change the defaults."""
+    defaults = defaults or TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train or fine-tune an inceptionzoo model on an image-classification dataset held in memory "
+        "(CIFAR-10 by default). Run it under torchrun for distributed data-parallel training.",
+    )
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        help_text = _HELP[field.name].replace("%(default)s", str(default))
+        kind = _value_type(field.type)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=help_text, metavar=field.name.upper())
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A :class:`TrainConfig` from parsed arguments."""
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
+
+
+def main(argv: Sequence[str] | None = None, defaults: TrainConfig | None = None, prog: str | None = None) -> int:
+    """Parse ``argv``, train, and print the summary as JSON on the last line."""
+    args = build_parser(defaults, prog=prog).parse_args(argv)
+    try:
+        summary = fit(config_from_args(args))
+    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as error:
+        # the loop's own errors are written for people: show them plainly, without a traceback
+        print(f"{prog or 'inceptionzoo train'}: error: {error}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        print(json.dumps({k: summary[k] for k in ("model", "train_seconds", "wall_seconds") if k in summary}))
+    return 0

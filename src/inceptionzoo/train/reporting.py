@@ -1,0 +1,93 @@
+"""What a training run leaves beside its checkpoints: one row per epoch in ``metrics.csv`` and ``metrics.jsonl``,
+and ``metrics.png``, a plot of loss and accuracy per epoch (matplotlib, from the ``train`` extra)."""
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLog", "plot_metrics"]
+
+
+class MetricsLog:
+    """Per-epoch metrics written as CSV and JSON lines. Rows for epochs at or after ``start_epoch`` that a previous
+    (interrupted) run left behind are dropped, so a resumed run's files read as one run."""
+
+    def __init__(self, directory: str | os.PathLike, start_epoch: int = 0) -> None:
+        self.directory = Path(directory)
+        self.csv_path = self.directory / "metrics.csv"
+        self.jsonl_path = self.directory / "metrics.jsonl"
+        self.rows: list[dict[str, Any]] = []
+        if self.jsonl_path.is_file():
+            for line in self.jsonl_path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row["epoch"] < start_epoch:
+                        self.rows.append(row)
+        self._rewrite()
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add one epoch's metrics and rewrite both files (small: one line per epoch)."""
+        self.rows.append(row)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fields: list[str] = []
+        for row in self.rows:
+            fields += [key for key in row if key not in fields]
+        for path, text in ((self.jsonl_path, self._jsonl()), (self.csv_path, self._csv(fields))):
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(text)
+            os.replace(partial, path)
+
+    def _jsonl(self) -> str:
+        return "".join(json.dumps(row) + "\n" for row in self.rows)
+
+    def _csv(self, fields: list[str]) -> str:
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
+def plot_metrics(rows: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
+    """Plot training/validation loss and top-1 accuracy against epochs (and wall-clock minutes) into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in rows]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
+        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "top1")):
+            key = f"{split}_{metric}"
+            values = [row.get(key) for row in rows]
+            pairs = zip(epochs, values, strict=True)
+            points = [(e, v) for e, v in pairs if isinstance(v, int | float) and math.isfinite(v)]
+            if points:
+                axis.plot(*zip(*points, strict=True), style, label=split, markersize=3)
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1 accuracy")
+    if rows and "elapsed_s" in rows[-1]:
+        minutes = rows[-1]["elapsed_s"] / 60
+        accuracy_axis.annotate(f"{minutes:.1f} min in all", xy=(0.98, 0.02), xycoords="axes fraction", ha="right")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    figure.savefig(partial, dpi=110)
+    plt.close(figure)
+    os.replace(partial, path)
+    return path

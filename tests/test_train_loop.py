@@ -1,0 +1,224 @@
+"""The training loop end to end: outputs, exact resume, atomic checkpoints, torchrun with two processes, the CLI,
+and fine-tuning pretrained weights served by the loopback Hub on real CIFAR-10 images."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save
+
+import inceptionzoo
+from conftest import realistic_batchnorm
+from hub_server import HubServer
+from inceptionzoo.train import checkpoint as checkpoint_module
+from inceptionzoo.train import loop
+from inceptionzoo.train.checkpoint import find_checkpoint, save_training_state
+from inceptionzoo.train.cli import build_parser, main
+from inceptionzoo.train.loop import TrainConfig, fit
+
+SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+TIMING_FIELDS = {"train_images_per_s", "epoch_s", "elapsed_s"}
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> Path:
+    """Four classes of noisy solid colours (24 train and 8 test images each): learnable in a few steps."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("test", 8)):
+        for label, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+def quick(data: Path, output: Path, **changes) -> TrainConfig:
+    settings = dict(data=str(data), output=str(output), cache_dir=str(output.parent / "cache"), val_size=16,
+                    epochs=3, batch_size=16, threads=1, progress=False)  # fmt: skip
+    return TrainConfig(**{**settings, **changes})
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_run_writes_metrics_plot_checkpoints_and_a_loadable_model(colours, tmp_path):
+    summary = fit(quick(colours, tmp_path / "run", eval_test=True))
+    run = tmp_path / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    header = csv_lines[0].split(",")
+    assert len(csv_lines) == 4 and {"train_loss", "train_top1", "val_top1", "val_top5", "lr"} <= set(header)
+    assert float(csv_lines[-1].split(",")[header.index("val_top1")]) == pytest.approx(rows[-1]["val_top1"])
+    assert (run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    assert summary["test"]["images"] == 32 and 0 <= summary["test"]["top1"] <= 100
+    assert json.loads((run / "summary.json").read_text())["test"] == summary["test"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002", "latest"]
+    assert find_checkpoint(run) == run / "checkpoints" / "epoch_0002"
+    model = inceptionzoo.create_model(f"local-dir:{run / 'model'}", pretrained=True)
+    assert model.num_classes == 4
+    saved_ema = load_file(str(run / "checkpoints" / "epoch_0002" / "ema.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved_ema.items())  # the EMA is what is saved
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(colours, tmp_path, monkeypatch):
+    fit(quick(colours, tmp_path / "straight"))
+    real_epoch, calls = loop.train_one_epoch, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(quick(colours, tmp_path / "interrupted"))
+    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+    assert find_checkpoint(tmp_path / "interrupted").name == "epoch_0000"
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(quick(colours, tmp_path / "interrupted"))
+    with pytest.raises(ValueError, match="lr"):
+        fit(quick(colours, tmp_path / "interrupted", lr=0.5, resume=str(tmp_path / "interrupted")))
+    fit(quick(colours, tmp_path / "interrupted", resume=str(tmp_path / "interrupted")))
+
+    for name in ("model", "ema"):
+        straight = load_file(str(tmp_path / "straight" / "checkpoints" / "epoch_0002" / f"{name}.safetensors"))
+        resumed = load_file(str(tmp_path / "interrupted" / "checkpoints" / "epoch_0002" / f"{name}.safetensors"))
+        assert straight.keys() == resumed.keys()
+        assert all(torch.equal(straight[k], resumed[k]) for k in straight), name
+
+    def metrics(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines]
+
+    assert metrics("interrupted") == metrics("straight")  # one row per epoch, same figures
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_last_complete_one(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    save_training_state(tmp_path, 0, model, {"epoch": 0})
+    real_save = torch.save
+
+    def dies_mid_write(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a pickle")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", dies_mid_write)
+    with torch.no_grad():
+        model.weight.add_(1)
+    with pytest.raises(OSError, match="disk full"):
+        save_training_state(tmp_path, 1, model, {"epoch": 1})
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    latest = find_checkpoint(tmp_path)
+    assert latest.name == "epoch_0000" and not (tmp_path / "epoch_0001").exists()
+    assert torch.load(latest / "state.pt", weights_only=True) == {"epoch": 0}
+    assert not torch.equal(read_weights(latest)["weight"], model.weight)  # the old weights, intact
+    save_training_state(tmp_path, 1, model, {"epoch": 1})
+    assert find_checkpoint(tmp_path).name == "epoch_0001"
+    assert not list(tmp_path.glob(".*partial"))  # the broken attempt was cleaned up by the retry
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, tmp_path):
+    run = tmp_path / "ddp"
+    result = torchrun(
+        "-m", "inceptionzoo.train", "--data", str(colours), "--output", str(run), "--cache-dir", str(tmp_path / "c"),
+        "--val-size", "16", "--epochs", "2", "--batch-size", "8", "--eval-test", "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+    assert summary["train_images"] == 80 and summary["test"]["images"] == 32  # every test image once, in all
+    assert result.stdout.count("done in") == 1  # only rank 0 reports
+    written = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    expected = [
+        "checkpoints", "checkpoints/epoch_0000", *[f"checkpoints/epoch_0000/{f}" for f in ("ema.safetensors",
+        "model.safetensors", "state.pt")], "checkpoints/epoch_0001", *[f"checkpoints/epoch_0001/{f}" for f in
+        ("ema.safetensors", "model.safetensors", "state.pt")], "checkpoints/latest", "config.json", "metrics.csv",
+        "metrics.jsonl", "metrics.png", "model", "model/README.md", "model/config.json", "model/model.safetensors",
+        "summary.json",
+    ]  # fmt: skip
+    assert written == expected
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    refused = torchrun("-m", "inceptionzoo.train", "--data", str(colours), "--output", str(tmp_path / "sync"),
+                       "--sync-bn", "--epochs", "1", "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert refused.returncode != 0 and "SyncBatchNorm does not run on CPU" in refused.stderr
+
+
+def test_cli_help_explains_every_option(capsys):
+    help_text = build_parser().format_help()
+    for name in loop.config_fields():
+        assert f"--{name.replace('_', '-')}" in help_text
+    for command in ([sys.executable, "-m", "inceptionzoo", "train", "--help"],
+                    [sys.executable, "-m", "inceptionzoo.train", "--help"]):  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "--resume" in result.stdout and "torchrun" in result.stdout
+    assert main(["--data", "/nowhere/at/all", "--output", "/tmp/unused-run", "--no-progress"]) == 2
+    assert "no dataset at /nowhere/at/all" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cifar_subset(tmp_path_factory) -> Path:
+    """A few real CIFAR-10 images per class from the project's shared JPEG copy, as an ImageFolder tree."""
+    if not SHARED_CIFAR.is_file():
+        pytest.skip(f"the shared CIFAR-10 copy is not at {SHARED_CIFAR}")
+    root = tmp_path_factory.mktemp("cifar-subset")
+    wanted = {"train": 2, "test": 1}
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(SHARED_CIFAR) as archive:
+        for member in archive:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] not in wanted:
+                continue
+            key = (parts[-3], parts[-2])
+            if taken.get(key, 0) < wanted[parts[-3]]:
+                taken[key] = taken.get(key, 0) + 1
+                target = root / parts[-3] / parts[-2] / parts[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+            if len(taken) == 20 and all(taken[k] == wanted[k[0]] for k in taken):
+                break
+    return root
+
+
+def test_pretrained_fine_tuning_from_the_loopback_hub(cifar_subset, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    source = realistic_batchnorm(timm.create_model("inception_v3", aux_logits=True), size=299, batch=2)
+    served = {k: v.contiguous() for k, v in source.state_dict().items()}
+    server = HubServer()
+    server.add_repo("timm/inception_v3.tv_in1k", {"model.safetensors": save(served)})
+    server.start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        # learning rate 0: what comes out must be the served weights, with a new 10-class classifier
+        summary = fit(quick(cifar_subset, tmp_path / "finetune", model="inception_v3.tv_in1k", pretrained=True,
+                            val_size=0, epochs=1, batch_size=10, lr=0.0, eval_test=True))  # fmt: skip
+    finally:
+        server.stop()
+    assert summary["image_size"] == 299 and summary["train_images"] == 20 and summary["test"]["images"] == 10
+    tuned = read_weights(tmp_path / "finetune" / "model")
+    assert tuned["fc.weight"].shape == (10, 2048) and not any(k.startswith("AuxLogits") for k in tuned)
+    for key in ("Conv2d_1a_3x3.conv.weight", "Mixed_6b.branch7x7_2.conv.weight", "Mixed_7c.branch_pool.conv.weight"):
+        assert torch.equal(tuned[key], served[key]), key
+    config = json.loads((tmp_path / "finetune" / "model" / "config.json").read_text())
+    assert config["num_classes"] == 10 and config["pretrained_cfg"]["input_size"] == [3, 299, 299]
