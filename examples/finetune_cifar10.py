@@ -13,13 +13,23 @@ from inceptionzoo.train.cli import main
 from inceptionzoo.train.loop import TrainConfig
 
 # the project's offline copy of CIFAR-10 (JPEG, ImageFolder layout), beside the repository
-SHARED_COPY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_COPY = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz").resolve()
 
-DEFAULTS = TrainConfig(
-    model="inception_v1_cifar",
-    data=str(SHARED_COPY.resolve()) if SHARED_COPY.is_file() else "torchvision:data/cifar10",
-    epochs=13,
-)
+DEFAULTS = TrainConfig(model="inception_v1_cifar", data=str(SHARED_COPY), epochs=13)
+
+
+def run(argv: list[str]) -> int:
+    asks_for_help = "-h" in argv or "--help" in argv
+    if not SHARED_COPY.is_file() and not asks_for_help and not any(a.split("=")[0] == "--data" for a in argv):
+        # offline and without the shared copy there is nothing to train on: say so instead of failing deep inside
+        print(
+            f"finetune_cifar10.py: no CIFAR-10 copy at {SHARED_COPY}; nothing to train. Pass --data DIR (an "
+            "ImageFolder with train/ and test/) or --data torchvision:ROOT --download where the network allows.",
+            file=sys.stderr,
+        )
+        return 0
+    return main(argv, defaults=DEFAULTS, prog="finetune_cifar10.py")
+
 
 if __name__ == "__main__":
-    sys.exit(main(defaults=DEFAULTS, prog="finetune_cifar10.py"))
+    sys.exit(run(sys.argv[1:]))

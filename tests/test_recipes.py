@@ -1,5 +1,7 @@
 """The papers' recipes are data, built with timm's and torch's factories."""
 
+import math
+
 import pytest
 import torch
 from timm.optim import RMSpropTF
@@ -44,6 +46,36 @@ def test_inception_v3_recipe_is_the_papers():
     assert recipe.clip_grad == 2.0 and recipe.aux_weight == 0.4
     ema = create_ema(model, recipe)
     assert ema is not None and ema.decay == 0.9999
+
+
+def test_per_step_schedule_keeps_the_papers_epoch_boundaries():
+    model = inceptionzoo.create_model("inception_v3_cifar", width_multiplier=0.125)
+    recipe = recipe_for(inceptionzoo.create_model("inception_v3"))
+    optimizer = create_optimizer(model, recipe)
+    scheduler = create_scheduler(optimizer, recipe, updates_per_epoch=10)
+    rates = {}
+    for update in (0, 19, 20, 39, 40, 60):
+        scheduler.step_update(num_updates=update)
+        rates[update] = optimizer.param_groups[0]["lr"]
+    # 0.045, times 0.94 after every 2 epochs (20 updates), not before
+    expected = {0: 0.045, 19: 0.045, 20: 0.045 * 0.94, 39: 0.045 * 0.94, 40: 0.045 * 0.94**2, 60: 0.045 * 0.94**3}
+    assert rates == pytest.approx(expected)
+
+
+def test_cifar_recipe_warms_up_then_follows_a_cosine_per_step():
+    recipe = RECIPES["cifar"]
+    optimizer = create_optimizer(inceptionzoo.create_model("inception_v1_cifar"), recipe)
+    scheduler = create_scheduler(optimizer, recipe, epochs=10, updates_per_epoch=100)
+    rates = []
+    for update in (0, 50, 100, 550, 999):
+        scheduler.step_update(num_updates=update)
+        rates.append(optimizer.param_groups[0]["lr"])
+    warmup_start = recipe.lr * 0.01
+    assert rates[0] == pytest.approx(warmup_start)
+    assert rates[1] == pytest.approx(warmup_start + (recipe.lr - warmup_start) * 0.5)  # half-way through warm-up
+    assert rates[2] == pytest.approx(recipe.lr * 0.5 * (1 + math.cos(math.pi * 100 / 1000)))
+    assert rates[3] == pytest.approx(recipe.lr * 0.5 * (1 + math.cos(math.pi * 550 / 1000)))
+    assert rates[4] < recipe.lr * 1e-4
 
 
 def test_googlenet_recipe():
