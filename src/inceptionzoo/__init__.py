@@ -24,6 +24,7 @@ from ._registry import (
     split_model_name_tag,
 )
 from .data import create_transform, data_config
+from .inference import optimize_for_inference
 from .layers import GoogLeNetOutputs, InceptionOutputs
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict",
     "model_entrypoint",
+    "optimize_for_inference",
     "push_to_hub",
     "register_model",
     "save_pretrained",
