@@ -1,0 +1,102 @@
+"""Training-step throughput: the training fast path (bf16 autocast + channels_last, as ``inceptionzoo.train`` runs by
+default) against plain fp32 NCHW, and against timm / torchvision for ``inception_v3`` at 299, side by side.
+
+Every contender runs the same step (forward, cross-entropy, backward, SGD update) interleaved in one process;
+several repetitions after warm-up; the median images/s is reported with its ratio to the plain fp32 NCHW step of the
+same model. Speed is never asserted in the tests: this script is where it is measured.
+
+    python benchmarks/train.py --threads 2 --repeats 5 --csv benchmarks/train.csv
+"""
+
+import argparse
+import csv
+import statistics
+import time
+from collections.abc import Callable
+
+import timm
+import torch
+import torchvision
+from torch import nn
+
+import inceptionzoo
+
+Step = Callable[[], None]
+
+
+def training_step(model: nn.Module, batch: int, size: int, fast: bool) -> Step:
+    """One SGD step on a fixed random batch; ``fast`` = bf16 autocast + channels_last (the loop's defaults)."""
+    fmt = torch.channels_last if fast else torch.contiguous_format
+    model = model.train().to(memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            out = model(x)
+            logits = out[0] if isinstance(out, tuple) else out
+            loss = nn.functional.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def contenders(arch: str, batch: int) -> tuple[dict[str, Step], int]:
+    size = 299 if arch == "inception_v3" else 32
+    torch.manual_seed(0)
+    steps = {
+        f"inceptionzoo {arch} {label}": training_step(inceptionzoo.create_model(arch, num_classes=10), batch, size, on)
+        for label, on in (("fp32 NCHW", False), ("bf16+channels_last", True))
+    }
+    if arch == "inception_v3":
+        peers = {
+            "timm": timm.create_model("inception_v3", num_classes=10),
+            "torchvision": torchvision.models.inception_v3(
+                weights=None, aux_logits=False, init_weights=False, num_classes=10
+            ),
+        }
+        for name, peer in peers.items():
+            steps[f"{name} {arch} bf16+channels_last"] = training_step(peer, batch, size, True)
+    return steps, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["inception_v1_cifar", "inception_v3_cifar", "inception_v3"])
+    parser.add_argument("--batch", type=int, default=0, help="images per step (default: 256 at 32x32, 16 at 299)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per contender (median reported)")
+    parser.add_argument("--csv", default="", help="also write the results to this CSV file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for arch in args.arch:
+        batch = args.batch or (16 if arch == "inception_v3" else 256)
+        steps, size = contenders(arch, batch)
+        for step in steps.values():  # warm-up
+            step()
+        speeds: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            for name, step in steps.items():  # interleaved, so machine noise hits all alike
+                start = time.perf_counter()
+                step()
+                speeds[name].append(batch / (time.perf_counter() - start))
+        medians = {name: statistics.median(values) for name, values in speeds.items()}
+        baseline = medians[f"inceptionzoo {arch} fp32 NCHW"]
+        print(f"\n{arch} at {size}x{size}, batch {batch}, {args.threads} threads")
+        for name, median in medians.items():
+            rows.append({"arch": arch, "contender": name, "img_per_s": round(median, 1),
+                         "ratio_vs_fp32_nchw": round(median / baseline, 3)})  # fmt: skip
+            print(f"  {name:<50} {median:8.1f} img/s  {median / baseline:5.2f}x the fp32 NCHW step")
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
