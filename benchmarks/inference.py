@@ -73,7 +73,9 @@ def onnx_runtime(model: nn.Module, example: torch.Tensor, threads: int) -> Runne
     return runner
 
 
-def contenders(arch: str, example: torch.Tensor, threads: int) -> tuple[dict[str, tuple[str, Runner]], int]:
+def contenders(
+    arch: str, example: torch.Tensor, threads: int, compile: bool = False
+) -> tuple[dict[str, tuple[str, Runner]], int]:
     """``{label: (precision, runner)}`` for one architecture, and its multiply-adds per image."""
     torch.manual_seed(0)
     ours = inceptionzoo.create_model(arch).eval()
@@ -94,6 +96,12 @@ def contenders(arch: str, example: torch.Tensor, threads: int) -> tuple[dict[str
         "inceptionzoo fast fp32": ("fp32", optimize_for_inference(ours)),
         "inceptionzoo fast bf16": ("bf16", optimize_for_inference(ours, dtype=torch.bfloat16)),
     }
+    if compile:  # inductor with weight freezing; the first call (the warm-up) compiles
+        runners["inceptionzoo fast fp32 compiled"] = ("fp32", optimize_for_inference(ours, compile=True))
+        runners["inceptionzoo fast bf16 compiled"] = (
+            "bf16",
+            optimize_for_inference(ours, dtype=torch.bfloat16, compile=True),
+        )
     for name, peer in peers.items():
         runners[f"{name} channels_last"] = ("fp32", channels_last(peer))
         runners[f"{name} channels_last+BN folded"] = ("fp32", channels_last(fold_peer_batchnorm_copy(peer)))
@@ -136,13 +144,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per contender (median reported)")
     parser.add_argument("--iterations", type=int, default=2, help="batches per repetition")
     parser.add_argument("--csv", default="", help="also write the results to this CSV file")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile fast paths (slow to start)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.arch:
         size = 299 if arch == "inception_v3" else 224
         x = torch.randn(args.batch, 3, size, size)
-        runners, macs = contenders(arch, x, args.threads)
+        runners, macs = contenders(arch, x, args.threads, compile=args.compile)
         for _, runner in runners.values():  # warm-up
             images_per_second(runner, x, 1)
         speeds: dict[str, list[float]] = {name: [] for name in runners}

@@ -63,3 +63,12 @@ def test_folding_needs_eval_mode_and_rejects_odd_dtypes():
         fold_batchnorm(model.train())
     with pytest.raises(ValueError, match="dtype"):
         optimize_for_inference(model.eval(), dtype=torch.int8)
+
+
+def test_compiled_fast_path_gives_the_same_logits():
+    model = prepared("inception_v1_cifar")
+    fast = optimize_for_inference(model, compile=True)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        expected, got = model(x), fast(x)
+    assert relative_error(got, expected) < 1e-4

@@ -120,7 +120,8 @@ def optimize_for_inference(
 
     BatchNorm is folded into convolutions, parallel 1x1 branch convolutions are merged (``merge_branches``), weights
     and activations use channels_last, ``dtype=torch.bfloat16`` runs in bf16 (outputs come back as float32), and
-    ``compile=True`` wraps the result in ``torch.compile``. The original model is left untouched.
+    ``compile=True`` wraps the result in ``torch.compile`` with inductor's weight freezing (call it under
+    ``torch.inference_mode()``; the first call compiles). The original model is left untouched.
     """
     if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
@@ -136,4 +137,8 @@ def optimize_for_inference(
     fast = InferenceModel(model, dtype, source).eval()
     for parameter in fast.parameters():
         parameter.requires_grad_(False)
-    return torch.compile(fast) if compile else fast
+    if not compile:
+        return fast
+    # inductor's freezing treats the weights as constants (folded, pre-packed for oneDNN); it applies to calls made
+    # under torch.no_grad() / torch.inference_mode(), which is how inference runs
+    return torch.compile(fast, options={"freezing": True})
