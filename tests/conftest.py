@@ -15,6 +15,11 @@ def realistic_batchnorm(model: torch.nn.Module, size: int, steps: int = 3, batch
     return model.eval()
 
 
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the largest magnitude of the reference ``b``."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
 def make_input(model: torch.nn.Module, batch: int = 2, extra: int = 0) -> torch.Tensor:
     """A random batch at the model's minimum input size (plus ``extra`` pixels)."""
     height, width = model.min_input_size

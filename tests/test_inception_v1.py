@@ -5,12 +5,8 @@ import torch
 import torchvision
 
 import inceptionzoo
-from conftest import realistic_batchnorm
+from conftest import realistic_batchnorm, relative_error
 from inceptionzoo.stats import count_parameters
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def test_inception_v1_tv_is_torchvision_googlenet():

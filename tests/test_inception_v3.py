@@ -7,7 +7,7 @@ import torchvision
 from safetensors.torch import save_file
 
 import inceptionzoo
-from conftest import realistic_batchnorm
+from conftest import realistic_batchnorm, relative_error
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +16,6 @@ def trained_pair():
     torch.manual_seed(0)
     model = realistic_batchnorm(inceptionzoo.create_model("inception_v3", aux_logits=True), size=299, batch=4)
     return model, model.state_dict()
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def test_parameter_counts():

@@ -4,12 +4,8 @@ import pytest
 import torch
 
 import inceptionzoo
-from conftest import MODEL_NAMES, make_input, realistic_batchnorm
+from conftest import MODEL_NAMES, make_input, realistic_batchnorm, relative_error
 from inceptionzoo.inference import fold_batchnorm, optimize_for_inference
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def prepared(name: str, **kwargs) -> torch.nn.Module:

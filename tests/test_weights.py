@@ -12,7 +12,7 @@ import torchvision
 from safetensors.torch import save
 
 import inceptionzoo
-from conftest import realistic_batchnorm
+from conftest import realistic_batchnorm, relative_error
 from hub_server import HubServer
 from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
 
@@ -60,10 +60,6 @@ def hub(weights, tmp_path, monkeypatch):
 
 def weight_gets(server: HubServer) -> int:
     return sum(1 for method, path in server.requests if method == "GET" and path.endswith("model.safetensors"))
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def googlenet_url(hub: HubServer, weights) -> dict:
