@@ -11,6 +11,7 @@ Three rewrites, each exact up to floating-point rounding:
 """
 
 import copy
+import operator
 from typing import Any
 
 import torch
@@ -74,7 +75,7 @@ def merge_parallel_convolutions(graph: fx.GraphModule) -> int:
             merged_node = graph.graph.call_module(name, (source,))
             parts = graph.graph.call_function(torch.split, (merged_node, sizes), {"dim": 1})
             for index, node in enumerate(convs):
-                part = graph.graph.call_function(_item, (parts, index))
+                part = graph.graph.call_function(operator.getitem, (parts, index))
                 node.replace_all_uses_with(part)
         for node in convs:
             graph.graph.erase_node(node)
@@ -83,10 +84,6 @@ def merge_parallel_convolutions(graph: fx.GraphModule) -> int:
     graph.delete_all_unused_submodules()
     graph.recompile()
     return merged
-
-
-def _item(parts: tuple[torch.Tensor, ...], index: int) -> torch.Tensor:
-    return parts[index]
 
 
 class InferenceModel(nn.Module):
