@@ -90,7 +90,7 @@ def contenders(
         peers = {"torchvision": torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False,
                                                              transform_input=False)}  # fmt: skip
     for peer in peers.values():
-        peer.load_state_dict(ours.state_dict(), strict=False)
+        peer.load_state_dict(ours.state_dict())
         peer.eval()
     runners: dict[str, tuple[str, Runner]] = {
         "inceptionzoo fast fp32": ("fp32", optimize_for_inference(ours)),
@@ -104,14 +104,10 @@ def contenders(
         )
     for name, peer in peers.items():
         runners[f"{name} channels_last"] = ("fp32", channels_last(peer))
-        runners[f"{name} channels_last+BN folded"] = ("fp32", channels_last(fold_peer_batchnorm_copy(peer)))
+        runners[f"{name} channels_last+BN folded"] = ("fp32", channels_last(fold_peer_batchnorm(copy.deepcopy(peer))))
         runners[f"{name} bf16 autocast+channels_last"] = ("bf16", bf16_autocast(peer))
     runners["onnxruntime fp32"] = ("fp32", onnx_runtime(ours, example, threads))
     return runners, count_macs(ours, input_size=tuple(example.shape[1:]))
-
-
-def fold_peer_batchnorm_copy(model: nn.Module) -> nn.Module:
-    return fold_peer_batchnorm(copy.deepcopy(model))
 
 
 def convolution_ceiling(dtype: torch.dtype, seconds: float = 1.0) -> float:

@@ -1,7 +1,8 @@
 """Training-step throughput: the training fast path (bf16 autocast + channels_last, as ``inceptionzoo.train`` runs by
 default) against plain fp32 NCHW, and against timm / torchvision for ``inception_v3`` at 299, side by side.
 
-Every contender runs the same step (forward, cross-entropy, backward, SGD update) interleaved in one process;
+Every contender runs the same step (forward, cross-entropy, backward, SGD update) through the training loop's own
+``train_one_epoch`` on a one-batch epoch, interleaved in one process;
 several repetitions after warm-up; the median images/s is reported with its ratio to the plain fp32 NCHW step of the
 same model. Speed is never asserted in the tests: this script is where it is measured.
 
@@ -20,28 +21,23 @@ import torchvision
 from torch import nn
 
 import inceptionzoo
+from inceptionzoo.train.engine import train_one_epoch
+from inceptionzoo.train.recipes import RECIPES
 
-Step = Callable[[], None]
+Step = Callable[[], object]
 
 
 def training_step(model: nn.Module, batch: int, size: int, fast: bool) -> Step:
-    """One SGD step on a fixed random batch; ``fast`` = bf16 autocast + channels_last (the loop's defaults)."""
+    """One SGD step on a fixed random batch, run by the training loop's own ``train_one_epoch``; ``fast`` = bf16
+    autocast + channels_last (the loop's defaults)."""
     fmt = torch.channels_last if fast else torch.contiguous_format
-    model = model.train().to(memory_format=fmt)
+    model = model.to(memory_format=fmt)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-            out = model(x)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = nn.functional.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    data = [(torch.randn(batch, 3, size, size).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,)))]
+    recipe = RECIPES["cifar"]
+    loss_fn = nn.CrossEntropyLoss()
+    dtype = torch.bfloat16 if fast else None
+    return lambda: train_one_epoch(model, data, optimizer, loss_fn, recipe, autocast_dtype=dtype)
 
 
 def contenders(arch: str, batch: int) -> tuple[dict[str, Step], int]:
