@@ -1,5 +1,6 @@
 """Training-step throughput: the training fast path (bf16 autocast + channels_last, as ``inceptionzoo.train`` runs by
-default) against plain fp32 NCHW, and against timm / torchvision for ``inception_v3`` at 299, side by side.
+default, and the same through ``torch.compile`` as ``--compile`` runs it) against plain fp32 NCHW, and against
+timm / torchvision for ``inception_v3`` at 299, side by side.
 
 Every contender runs the same step (forward, cross-entropy, backward, SGD update) through the training loop's own
 ``train_one_epoch`` on a one-batch epoch, interleaved in one process;
@@ -27,12 +28,14 @@ from inceptionzoo.train.recipes import RECIPES
 Step = Callable[[], object]
 
 
-def training_step(model: nn.Module, batch: int, size: int, fast: bool) -> Step:
+def training_step(model: nn.Module, batch: int, size: int, fast: bool, compile: bool = False) -> Step:
     """One SGD step on a fixed random batch, run by the training loop's own ``train_one_epoch``; ``fast`` = bf16
-    autocast + channels_last (the loop's defaults)."""
+    autocast + channels_last (the loop's defaults); ``compile`` = through ``torch.compile`` (the loop's --compile)."""
     fmt = torch.channels_last if fast else torch.contiguous_format
     model = model.to(memory_format=fmt)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if compile:
+        model = torch.compile(model)
     data = [(torch.randn(batch, 3, size, size).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,)))]
     recipe = RECIPES["cifar"]
     loss_fn = nn.CrossEntropyLoss()
@@ -40,12 +43,17 @@ def training_step(model: nn.Module, batch: int, size: int, fast: bool) -> Step:
     return lambda: train_one_epoch(model, data, optimizer, loss_fn, recipe, autocast_dtype=dtype)
 
 
-def contenders(arch: str, batch: int) -> tuple[dict[str, Step], int]:
+def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], int]:
     size = 299 if arch == "inception_v3" else 32
     torch.manual_seed(0)
+    variants = [("fp32 NCHW", False, False), ("bf16+channels_last", True, False)]
+    if compile:
+        variants.append(("bf16+channels_last compiled", True, True))
     steps = {
-        f"inceptionzoo {arch} {label}": training_step(inceptionzoo.create_model(arch, num_classes=10), batch, size, on)
-        for label, on in (("fp32 NCHW", False), ("bf16+channels_last", True))
+        f"inceptionzoo {arch} {label}": training_step(
+            inceptionzoo.create_model(arch, num_classes=10), batch, size, fast, compiled
+        )
+        for label, fast, compiled in variants
     }
     if arch == "inception_v3":
         peers = {
@@ -66,12 +74,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per contender (median reported)")
     parser.add_argument("--csv", default="", help="also write the results to this CSV file")
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="leave out the torch.compile step (slow to compile)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.arch:
         batch = args.batch or (16 if arch == "inception_v3" else 256)
-        steps, size = contenders(arch, batch)
+        steps, size = contenders(arch, batch, args.compile and arch != "inception_v3")
         for step in steps.values():  # warm-up
             step()
         speeds: dict[str, list[float]] = {name: [] for name in steps}

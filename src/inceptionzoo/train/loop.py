@@ -53,6 +53,7 @@ class TrainConfig:
     image_size: int | None = None
     amp: str = "auto"
     channels_last: bool = True
+    compile: bool = False
     sync_bn: bool = False
     flip_tta: bool = True
     seed: int = 0
@@ -269,6 +270,8 @@ def _fit(config: TrainConfig, env: _Distributed, create_model: Any, started: flo
     if env.world_size > 1:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if config.compile:  # the training step only; evaluation runs the plain modules (no second compilation)
+        net = torch.compile(net)
     loss_fn = create_loss(recipe)
     eval_loss = nn.CrossEntropyLoss()
     metrics = None
