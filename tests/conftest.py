@@ -1,9 +1,13 @@
+import tarfile
+from pathlib import Path
+
 import pytest
 import torch
 
 import inceptionzoo
 
 MODEL_NAMES = inceptionzoo.list_models()
+SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 def realistic_batchnorm(model: torch.nn.Module, size: int, steps: int = 3, batch: int = 4) -> torch.nn.Module:
@@ -41,3 +45,27 @@ def _no_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+
+@pytest.fixture(scope="session")
+def cifar_subset(tmp_path_factory) -> Path:
+    """A few real CIFAR-10 images per class from the project's shared JPEG copy, as an ImageFolder tree."""
+    if not SHARED_CIFAR.is_file():
+        pytest.skip(f"the shared CIFAR-10 copy is not at {SHARED_CIFAR}")
+    root = tmp_path_factory.mktemp("cifar-subset")
+    wanted = {"train": 2, "test": 1}
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(SHARED_CIFAR) as archive:
+        for member in archive:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] not in wanted:
+                continue
+            key = (parts[-3], parts[-2])
+            if taken.get(key, 0) < wanted[parts[-3]]:
+                taken[key] = taken.get(key, 0) + 1
+                target = root / parts[-3] / parts[-2] / parts[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+            if len(taken) == 20 and all(taken[k] == wanted[k[0]] for k in taken):
+                break
+    return root

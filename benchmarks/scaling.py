@@ -1,0 +1,155 @@
+"""How the inference fast path's cost grows with batch size and input resolution, with peak memory.
+
+Each point runs in a fresh process (so the peak resident memory it reports belongs to that point alone): the model
+is built and optimized, then timed over several repetitions (median), and the growth of the process's peak
+resident set over the timed forwards is its activation memory. timm's ``inception_v3`` in channels_last runs beside
+it in the same process as the reference. Writes a CSV and a two-panel PNG.
+
+    python benchmarks/scaling.py --csv docs/images/performance_scaling.csv --plot docs/images/performance_scaling.png
+"""
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+BATCHES = (1, 4, 16, 32)
+RESOLUTIONS = (107, 149, 224, 299, 399)
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as handle:
+        line = next(line for line in handle if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024  # kB
+
+
+def reset_peak() -> float:
+    """Set the process's peak resident memory (VmHWM) to its current resident memory (Linux); returns that, MiB."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return _status_mib("VmRSS")
+
+
+def peak_mib() -> float:
+    return _status_mib("VmHWM")
+
+
+def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, repeats: int) -> dict:
+    """One point, in this process: images/s of the fast path and of timm, and the fast path's peak memory."""
+    import timm
+    import torch
+
+    import inceptionzoo
+    from inceptionzoo.inference import optimize_for_inference
+
+    torch.set_num_threads(threads)
+    model = inceptionzoo.create_model(arch).eval()
+    fast = optimize_for_inference(model, dtype=torch.bfloat16 if dtype == "bf16" else None)
+    x = torch.randn(batch, 3, size, size)
+    iterations = max(1, 16 // batch)
+    with torch.inference_mode():
+        fast(x)
+        resident_before = reset_peak()
+        fast(x)  # the fast path's own peak, before timm runs
+        peak_growth = peak_mib() - resident_before
+        peer = timm.create_model(arch).eval().to(memory_format=torch.channels_last)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+        def run_peer() -> None:
+            with autocast:
+                peer(x.contiguous(memory_format=torch.channels_last))
+
+        run_peer()
+        speeds: dict[str, list[float]] = {"fast": [], "timm": []}
+        for _ in range(repeats):
+            for name, runner in (("fast", lambda: fast(x)), ("timm", run_peer)):
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    runner()
+                speeds[name].append(iterations * batch / (time.perf_counter() - start))
+    fast_speed, peer_speed = statistics.median(speeds["fast"]), statistics.median(speeds["timm"])
+    return {
+        "arch": arch,
+        "dtype": dtype,
+        "batch": batch,
+        "resolution": size,
+        "img_per_s": round(fast_speed, 2),
+        "ms_per_img": round(1000 / fast_speed, 2),
+        "timm_channels_last_img_per_s": round(peer_speed, 2),
+        "ratio_vs_timm": round(fast_speed / peer_speed, 3),
+        "activation_peak_mib": round(peak_growth, 1),
+        "model_resident_mib": round(resident_before, 1),
+    }
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_batch, by_size) = plt.subplots(1, 2, figsize=(11, 4.2))
+    memory = by_batch.twinx()
+    for dtype, marker in (("fp32", "o"), ("bf16", "s")):
+        batch_rows = [r for r in rows if r["dtype"] == dtype and r["resolution"] == 299]
+        size_rows = [r for r in rows if r["dtype"] == dtype and r["batch"] == 16]
+        if batch_rows:
+            by_batch.plot([r["batch"] for r in batch_rows], [r["img_per_s"] for r in batch_rows], marker=marker,
+                          label=f"fast path {dtype} (img/s)")  # fmt: skip
+            memory.plot([r["batch"] for r in batch_rows], [r["activation_peak_mib"] for r in batch_rows],
+                      marker=marker, linestyle="--", color="grey", label=f"{dtype} activation peak (MiB)")  # fmt: skip
+        if size_rows:
+            by_size.plot([r["resolution"] for r in size_rows], [r["ms_per_img"] for r in size_rows], marker=marker,
+                         label=f"fast path {dtype}")  # fmt: skip
+    memory.set_ylabel("activation peak (MiB), dashed")
+    by_batch.set(xscale="log", xlabel="batch size (299x299)", ylabel="images/s", title="inception_v3: batch size")
+    by_batch.set_xticks(BATCHES, [str(b) for b in BATCHES])
+    by_batch.legend(loc="upper left")
+    by_size.set(xlabel="input resolution (batch 16)", ylabel="ms per image", title="inception_v3: resolution")
+    by_size.legend(loc="upper left")
+    for axis in (by_batch, by_size):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="inception_v3")
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--csv", default="")
+    parser.add_argument("--plot", default="")
+    parser.add_argument("--point", default="", help=argparse.SUPPRESS)  # internal: measure one point and print it
+    args = parser.parse_args()
+    if args.point:
+        batch, size, dtype = args.point.split(",")
+        print(json.dumps(measure_point(args.arch, int(batch), int(size), dtype, args.threads, args.repeats)))
+        return
+    points = {(b, 299) for b in BATCHES} | {(16, s) for s in RESOLUTIONS}
+    rows = []
+    for dtype in args.dtypes:
+        for batch, size in sorted(points):
+            command = [sys.executable, __file__, "--arch", args.arch, "--threads", str(args.threads),
+                       "--repeats", str(args.repeats), "--point", f"{batch},{size},{dtype}"]  # fmt: skip
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{dtype} batch {batch:3d} at {size}: {row['img_per_s']:7.1f} img/s ({row['ms_per_img']:.1f} ms/img, "
+                  f"{row['ratio_vs_timm']:.2f}x timm channels_last), activation peak "
+                  f"{row['activation_peak_mib']:.0f} MiB", flush=True)  # fmt: skip
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.plot:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()
