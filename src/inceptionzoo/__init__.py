@@ -4,7 +4,14 @@
 """
 
 from . import models  # noqa: F401  (registers every model family)
-from ._checkpoint import CheckpointMismatchError, load_checkpoint, load_state_dict
+from ._checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    load_state_dict,
+)
 from ._factory import create_model
 from ._hub import (
     CorruptWeightsError,
@@ -30,11 +37,14 @@ from .layers import GoogLeNetOutputs, InceptionOutputs
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "CheckpointMismatchError",
+    "CorruptCheckpointError",
     "CorruptWeightsError",
     "GoogLeNetOutputs",
     "InceptionOutputs",
     "UnknownModelError",
+    "UnsafeCheckpointError",
     "WeightsDownloadError",
     "WeightsNotCachedError",
     "__version__",

@@ -3,19 +3,83 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "load_checkpoint", "load_pretrained_weights", "load_state_dict"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "CorruptCheckpointError",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "load_pretrained_weights",
+    "load_state_dict",
+]
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 
 
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint whose keys or shapes do not fit the model; the message lists every difference by name."""
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used; the message names the file and says why."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys, shapes or dtypes do not fit the model; the message lists every difference by name."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be read (empty, truncated, not a checkpoint) or holds NaN / infinite weights."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickled checkpoint that would import or call Python code when loaded; it is refused without running it."""
+
+
+def _read_pickled(path: Path) -> object:
+    """``torch.load(weights_only=True)``: only tensors and plain containers are built, no pickled code runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"unsupported GLOBAL ([\w.]+)", str(error))
+        if refused:
+            raise UnsafeCheckpointError(
+                f"{path} was refused: loading it would import {refused.group(1)}, and a pickle can run any code it "
+                "imports. inceptionzoo loads only tensors (torch.load with weights_only=True). If you trust where the "
+                "file came from, convert it to safetensors yourself"
+            ) from None
+        raise CorruptCheckpointError(f"{path} is not a PyTorch checkpoint that can be read safely ({error})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CorruptCheckpointError(
+            f"{path} cannot be read as a PyTorch checkpoint: it is truncated or not a checkpoint "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'})"
+        ) from None
+
+
+def _read_safetensors(path: Path) -> Mapping:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CorruptCheckpointError(
+            f"{path} cannot be read as safetensors: it is truncated or not a safetensors file ({error})"
+        ) from None
+
+
+def _check_finite(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CorruptCheckpointError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s): {_describe(bad)}; a model built from it "
+            "would output NaN. The file is damaged or comes from a diverged training run"
+        )
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -23,16 +87,18 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Training checkpoints that nest the weights under ``state_dict``/``model`` and DataParallel's ``module.``
     prefixes are unwrapped, so files written by timm, torchvision and common training scripts load as they are.
+    Unreadable files and NaN / infinite weights raise :class:`CorruptCheckpointError`, pickles that would run code
+    :class:`UnsafeCheckpointError`, each naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state_dict: Mapping = load_file(str(path), device="cpu")
+        state_dict: Mapping = _read_safetensors(path)
     else:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = _read_pickled(path)
         if isinstance(state_dict, Mapping):
             for key in _NESTED_KEYS:
                 if isinstance(state_dict.get(key), Mapping):
@@ -43,6 +109,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     prefix = "module."
     if state_dict and all(k.startswith(prefix) for k in state_dict):
         state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    _check_finite(path, state_dict)
     return dict(state_dict)
 
 
@@ -51,8 +118,17 @@ def _describe(keys: list[str], limit: int = 12) -> str:
     return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "integer"
+
+
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointMismatchError` listing missing keys, unexpected keys and shape mismatches."""
+    """Raise :class:`CheckpointMismatchError` listing missing keys, unexpected keys, shape mismatches and dtypes of
+    another kind (integer or boolean where the model has floats, or the reverse; float precisions may differ)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -61,7 +137,12 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tenso
         for k in own
         if k in state_dict and state_dict[k].shape != own[k].shape
     ]
-    if not (missing or unexpected or shapes):
+    dtypes = [
+        f"{k} (checkpoint {state_dict[k].dtype}, model {own[k].dtype})"
+        for k in own
+        if k in state_dict and _dtype_kind(state_dict[k].dtype) != _dtype_kind(own[k].dtype)
+    ]
+    if not (missing or unexpected or shapes or dtypes):
         return
     lines = [f"{source} does not fit {type(model).__name__}:"]
     if missing:
@@ -70,6 +151,8 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tenso
         lines.append(f"  not in the model ({len(unexpected)}): {_describe(unexpected)}")
     if shapes:
         lines.append(f"  different shapes ({len(shapes)}): {_describe(shapes, 6)}")
+    if dtypes:
+        lines.append(f"  different kinds of dtype ({len(dtypes)}): {_describe(dtypes, 6)}")
     if any(k.startswith("AuxLogits") or k.startswith("aux") for k in missing):
         lines.append("  (the model has an auxiliary head the checkpoint lacks: build it with aux_logits=False)")
     if any(k.split(".")[0] in ("fc", "classifier") for k in shapes):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from torch import nn
@@ -59,16 +59,25 @@ def create_model(
         arch, tag = resolve_model_name(model_name)
         variant = f"{arch}.{tag}" if tag else arch
         pretrained_cfg = get_pretrained_cfg(variant)
-    return model_entrypoint(pretrained_cfg.architecture or variant)(
-        pretrained=pretrained,
-        pretrained_cfg_overlay=pretrained_cfg_overlay,
-        features_only=features_only,
-        out_indices=out_indices,
-        checkpoint_path=checkpoint_path,
-        cache_dir=cache_dir,
-        pretrained_cfg=pretrained_cfg,
-        **model_kwargs,
-    )
+    build = model_entrypoint(pretrained_cfg.architecture or variant)
+    try:
+        return build(
+            pretrained=pretrained,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            features_only=features_only,
+            out_indices=out_indices,
+            checkpoint_path=checkpoint_path,
+            cache_dir=cache_dir,
+            pretrained_cfg=pretrained_cfg,
+            **model_kwargs,
+        )
+    except (TypeError, ValueError) as error:
+        if not model_name.startswith(("hf-hub:", "local-dir:")):
+            raise
+        raise type(error)(
+            f"{model_name}: the model arguments of its config.json (with yours) do not build "
+            f"{pretrained_cfg.architecture}: {error}"
+        ) from error
 
 
 def _from_hub_config(
@@ -82,9 +91,14 @@ def _from_hub_config(
     if not is_model(arch):
         raise UnknownModelError(f"{source}: its config.json names the architecture {arch!r}, which inceptionzoo lacks")
     stored = config.get("pretrained_cfg") or {}
+    model_args = config.get("model_args") or {}
+    if not isinstance(stored, dict) or not isinstance(model_args, dict):
+        raise ValueError(f"{source}: config.json's pretrained_cfg and model_args must be JSON objects")
+    known = {f.name for f in fields(InceptionPretrainedCfg)}
+    stored = {k: v for k, v in stored.items() if k in known}  # fields of newer timm versions are ignored, as timm does
     cfg = InceptionPretrainedCfg.from_dict({**stored, "architecture": arch, **weights})
     cfg = replace(cfg, num_classes=config.get("num_classes", cfg.num_classes), url=None, source=source)
-    kwargs = {**(config.get("model_args") or {}), **model_kwargs}
+    kwargs = {**model_args, **model_kwargs}
     kwargs.setdefault("num_classes", cfg.num_classes)
     if config.get("global_pool") and "global_pool" not in kwargs:
         kwargs["global_pool"] = config["global_pool"]
