@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import inceptionzoo
+from hub_server import HubServer
 from inceptionzoo import (
     CheckpointError,
     CheckpointMismatchError,
@@ -138,3 +139,41 @@ def test_config_json_with_model_arguments_that_do_not_fit(tmp_path, model_args, 
     (folder / "config.json").write_text(json.dumps({**config, "model_args": model_args}))
     with pytest.raises((TypeError, ValueError), match=rf"local-dir:{folder}.*{message}"):
         inceptionzoo.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+HOSTILE_NAMES = [
+    "hf-hub:../evil",
+    "hf-hub:..",
+    "hf-hub:org/..",
+    "hf-hub:org/../../x",
+    "hf-hub:org/repo/../../x",
+    "hf-hub:/etc/passwd",
+    "hf-hub:http://127.0.0.2/x",
+    "hf-hub://evil.example/x",
+    "hf-hub:evil.example:80/x",
+    "hf-hub:org/repo?x=1",
+    "hf-hub:org/repo#frag",
+    "hf-hub:org/repo@../../main",
+    "hf-hub:org/repo@main/../../../x",
+    "hf-hub:org/repo@/abs",
+    "inception_v3.../../tv_in1k",
+    "inception_v3.tv_in1k/../../x",
+    "inception_v3./etc/passwd",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_names_with_paths_or_urls_reach_no_server_and_write_nothing(tmp_path, monkeypatch, name):
+    server = HubServer()
+    server.add_repo("org/repo", {"config.json": b"{}"})
+    server.start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        with pytest.raises(ValueError, match=r"is not a Hub repo id|is not a revision|has no weights tagged"):
+            inceptionzoo.create_model(name, pretrained=True)
+    finally:
+        server.stop()
+    assert server.requests == []
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))

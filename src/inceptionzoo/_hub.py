@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# a branch, tag or commit: path segments of letters, digits, '.', '_' and '-' that start with a letter or digit
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _URL_HASH = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's file names end in -<sha256 prefix>.pth
 
 
@@ -105,6 +107,25 @@ def _verify_hub_file(path: Path, name: str) -> Path:
     return path
 
 
+def check_repo_reference(repo_id: str, revision: str | None, name: str) -> None:
+    """Refuse repo ids and revisions that are not plain names before any request is made or any cache path built:
+    no path traversal (``..``), no absolute paths, no URL syntax (scheme, host, query, fragment)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"{name}: {repo_id!r} is not a Hub repo id ('org/name' of letters, digits, '-', '_' and '.'): {error}"
+        ) from None
+    if revision is not None and not (_REVISION.fullmatch(revision) and ".." not in revision):
+        raise ValueError(
+            f"{name}: {revision!r} is not a revision (a branch, tag or commit of letters, digits, '.', '_', '-' and "
+            "'/', without '..')"
+        )
+
+
 def hub_file(
     repo_id: str, filename: str, name: str, cache_dir: str | os.PathLike | None = None, revision: str | None = None
 ) -> Path:
@@ -118,6 +139,7 @@ def hub_file(
         RevisionNotFoundError,
     )
 
+    check_repo_reference(repo_id, revision, name)
     offline = is_offline()
     try:
         path = hf_hub_download(
