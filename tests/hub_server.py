@@ -4,11 +4,14 @@ It answers ``HEAD``/``GET`` on ``/{org}/{repo}/resolve/{revision}/{file}`` with 
 (the sha256 for weight files, as the Hub does for LFS files) and ``Content-Length``, 404 with the Hub's error
 codes for a missing repo or file, and serves plain files (a torchvision-style ``.pth`` URL) at ``/files/{name}``.
 ``fault`` makes it misbehave: ``"500"``, ``"drop"`` (closes the connection mid-body), ``"truncate"`` (sends fewer
-bytes than announced) or ``"corrupt"`` (serves other bytes under the announced hash).
+bytes than announced) or ``"corrupt"`` (serves other bytes under the announced hash). ``delay`` holds every answer
+back that many seconds (a slow server, or one that overlapping clients reach at the same time).
 """
 
+import contextlib
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -20,6 +23,7 @@ class HubServer:
         self.repos: dict[str, dict[str, bytes]] = {}
         self.files: dict[str, bytes] = {}
         self.fault: str | None = None
+        self.delay = 0.0
         self.requests: list[tuple[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -37,6 +41,10 @@ class HubServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep test output clean
                 pass
+
+            def handle(self):
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    super().handle()
 
             def _lookup(self) -> tuple[int, bytes | None, dict[str, str]]:
                 path = self.path.split("?")[0]
@@ -60,6 +68,8 @@ class HubServer:
 
             def _answer(self, with_body: bool) -> None:
                 hub.requests.append((self.command, self.path))
+                if hub.delay:
+                    time.sleep(hub.delay)
                 if hub.fault == "500":
                     self.send_response(500)
                     self.send_header("Content-Length", "0")

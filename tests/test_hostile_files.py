@@ -4,6 +4,7 @@ with the library's own error naming the file, and nothing in them runs."""
 import json
 import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ def weights() -> dict[str, torch.Tensor]:
     return inceptionzoo.create_model(ARCH).state_dict()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's own note on the protocol-5 file
 @pytest.mark.parametrize("container", ["torch.save", "nested in state_dict", "pickle protocol 2", "pickle protocol 5"])
 def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path, weights, container):
     marker, path = tmp_path / "code-ran", tmp_path / "evil.pth"
@@ -67,8 +69,9 @@ def broken_files(tmp_path: Path, weights: dict[str, torch.Tensor]) -> dict[str, 
         "empty.pth": b"",
         "truncated.safetensors": good_safetensors.read_bytes()[: good_safetensors.stat().st_size // 2],
         "truncated.pth": good_pth.read_bytes()[: good_pth.stat().st_size // 2],
-        "garbage.safetensors": os.urandom(4096),
-        "garbage.pth": os.urandom(4096),
+        **{f"garbage-{seed}.safetensors": random.Random(seed).randbytes(4096) for seed in range(5)},
+        **{f"garbage-{seed}.pth": random.Random(seed).randbytes(4096) for seed in range(20)},
+        "garbage-zip.pth": b"PK\x03\x04" + random.Random(0).randbytes(4096),
         "huge-header.safetensors": (10**12).to_bytes(8, "little") + b"{}",
     }
     for name, data in files.items():

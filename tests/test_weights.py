@@ -3,6 +3,10 @@
 import hashlib
 import io
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -281,3 +285,70 @@ def test_push_to_hub_uploads_the_saved_layout(monkeypatch, tmp_path):
     model = inceptionzoo.create_model("inception_v1_cifar")
     assert inceptionzoo.push_to_hub(model, "me/googlenet-cifar") == "http://127.0.0.1/commit"
     assert uploaded == {"repo": "me/googlenet-cifar", "files": ["README.md", "config.json", "model.safetensors"]}
+
+
+def test_two_threads_asking_at_once_share_one_download(hub):
+    hub.delay = 0.5  # both requests are in flight together
+    results: list[torch.Tensor] = []
+
+    def fetch() -> None:
+        model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+        results.append(model.state_dict()["fc.weight"])
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 2 and all(torch.equal(r, hub_state(hub)["fc.weight"]) for r in results)
+    assert weight_gets(hub) == 1
+
+
+def test_two_processes_asking_at_once_share_one_download(hub):
+    hub.delay = 1.0
+    script = (
+        "import inceptionzoo\n"
+        "model = inceptionzoo.create_model('inception_v3.tf_in1k', pretrained=True)\n"
+        "print(float(model.state_dict()['fc.weight'].double().sum()))\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [err[-2000:] for _, err in outputs]
+    expected = float(hub_state(hub)["fc.weight"].double().sum())
+    assert [float(out.strip().splitlines()[-1]) for out, _ in outputs] == [expected, expected]
+    assert weight_gets(hub) == 1
+
+
+def test_offline_with_a_partly_filled_cache(hub, monkeypatch):
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)  # cached
+    hub.fault = "drop"  # tf_in1k's download breaks off half way, leaving an incomplete file in the cache
+    with pytest.raises(WeightsDownloadError):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    hub.fault = None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = len(hub.requests)
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)  # what is cached works offline
+    with pytest.raises(WeightsNotCachedError, match="inceptionzoo download inception_v3.tf_in1k"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)  # half a file is not a cached file
+    assert len(hub.requests) == requests
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)  # online again: completed
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
+
+
+def test_a_server_that_stops_answering_fails_within_a_bounded_time(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
+    hub.delay = 5.0
+    started = time.monotonic()
+    with pytest.raises(WeightsDownloadError, match="inception_v3.tf_in1k"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert time.monotonic() - started < 60  # a bound, not a speed claim: without timeouts this would hang
+    hub.delay = 0.0
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
