@@ -105,7 +105,8 @@ def plot(rows: list[dict], path: str) -> None:
                          label=f"fast path {dtype}")  # fmt: skip
     memory.set_ylabel("activation peak (MiB), dashed")
     by_batch.set(xscale="log", xlabel="batch size (299x299)", ylabel="images/s", title="inception_v3: batch size")
-    by_batch.set_xticks(BATCHES, [str(b) for b in BATCHES])
+    batches = sorted({r["batch"] for r in rows if r["resolution"] == 299})
+    by_batch.set_xticks(batches, [str(b) for b in batches])
     by_batch.legend(loc="upper left")
     by_size.set(xlabel="input resolution (batch 16)", ylabel="ms per image", title="inception_v3: resolution")
     by_size.legend(loc="upper left")
@@ -121,6 +122,10 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES), help="batch sizes timed at 299x299")
+    parser.add_argument(
+        "--resolutions", nargs="+", type=int, default=list(RESOLUTIONS), help="input sizes timed at batch 16"
+    )
     parser.add_argument("--csv", default="")
     parser.add_argument("--plot", default="")
     parser.add_argument("--point", default="", help=argparse.SUPPRESS)  # internal: measure one point and print it
@@ -129,7 +134,7 @@ def main() -> None:
         batch, size, dtype = args.point.split(",")
         print(json.dumps(measure_point(args.arch, int(batch), int(size), dtype, args.threads, args.repeats)))
         return
-    points = {(b, 299) for b in BATCHES} | {(16, s) for s in RESOLUTIONS}
+    points = {(b, 299) for b in args.batches} | {(16, s) for s in args.resolutions}
     rows = []
     for dtype in args.dtypes:
         for batch, size in sorted(points):

@@ -1,27 +1,208 @@
-"""The docs cannot rot: README/docs code runs, and the model table matches the code."""
+"""The docs cannot rot: every code example in README, SECURITY.md, examples/README.md and docs/ runs, and the model
+table and the paper-row pages match the code.
 
+Python blocks run in a scratch folder against a loopback Hub that serves the ``inception_v3`` tags (weights built
+from a real timm model), so ``pretrained=True`` examples run as written. Shell blocks run command by command in a
+scratch folder laid out like a checkout (``examples/``, ``benchmarks/``, a small CIFAR-10 archive of real images at
+the paths the docs name); long jobs (training, benchmarks) get the few arguments in ``SMOKE_ARGUMENTS`` appended,
+which shrink them to seconds without changing what is run. Install commands are checked against pyproject.toml, and
+the README's two set-up commands are the ones ``.ci/run`` runs verbatim.
+"""
+
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from importlib.metadata import metadata
 from pathlib import Path
 
 import pytest
+import timm
+from safetensors.torch import save
 
 import inceptionzoo
+from hub_server import HubServer
 from inceptionzoo.stats import count_macs, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "SECURITY.md",
+    ROOT / "examples" / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+]
+SETUP_HEADINGS = ("Install and run the main job", "Install the test dependencies")
 
 
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+def code_blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), flags=re.S | re.M)
 
 
-BLOCKS = [(path.name, i, code) for path in DOCS for i, code in enumerate(python_blocks(path))]
+def setup_commands() -> list[str]:
+    """The README's two set-up commands, found as .ci/run finds them: the first line of the next bash block."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    commands = []
+    for heading in SETUP_HEADINGS:
+        start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+        fence = next(i for i in range(start, len(lines)) if lines[i].startswith("```bash"))
+        commands.append(lines[fence + 1])
+    return commands
 
 
-@pytest.mark.parametrize(("doc", "index", "code"), BLOCKS, ids=[f"{d}-{i}" for d, i, _ in BLOCKS])
-def test_python_examples_run(doc, index, code):
-    exec(compile(code, f"{doc}[{index}]", "exec"), {})
+def shell_commands(block: str) -> list[list[str]]:
+    """The commands of a shell block as argument lists: continuation lines joined, comments dropped, && split."""
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        tokens = shlex.split(line, comments=True)
+        while tokens:
+            end = tokens.index("&&") if "&&" in tokens else len(tokens)
+            commands.append(tokens[:end])
+            tokens = tokens[end + 1 :]
+    return commands
+
+
+def doc_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+PYTHON_BLOCKS = [(doc_id(path), i, code) for path in DOCS for i, code in enumerate(code_blocks(path, "python"))]
+SHELL_BLOCKS = [
+    (doc_id(path), i, block)
+    for path in DOCS
+    for i, block in enumerate(code_blocks(path, "bash"))
+    if block.splitlines()[0] not in setup_commands()
+]
+
+
+# --- the loopback Hub and the scratch folder ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docs_hub():
+    """A loopback Hub serving every inception_v3 tag (one real timm model's weights, aux head included)."""
+    model = timm.create_model("inception_v3", aux_logits=True)
+    weights = save({key: value.contiguous() for key, value in model.state_dict().items()})
+    server = HubServer()
+    for name in inceptionzoo.list_pretrained("inception_v3.*"):
+        server.add_repo(f"timm/{name}", {"model.safetensors": weights})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def small_cifar(cifar_subset, tmp_path_factory) -> Path:
+    """The shared CIFAR-10 copy's format (a .tar.gz of train/<class>/ and test/<class>/ JPEGs), 30 real images."""
+    archive = tmp_path_factory.mktemp("small-cifar") / "cifar10-jpeg.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(cifar_subset / split, arcname=split)
+    return archive
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch, docs_hub) -> Path:
+    """A checkout-like folder to run examples in, online against the loopback Hub with a private cache."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HF_ENDPOINT", docs_hub.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return work
+
+
+@pytest.mark.parametrize(("doc", "index", "code"), PYTHON_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in PYTHON_BLOCKS])
+def test_python_examples_run(doc, index, code, scratch):
+    exec(compile(code, f"{doc}[{index}]", "exec"), {"__name__": "__docs__"})
+
+
+# --- shell examples -----------------------------------------------------------------------------------------------
+
+TRAINING = ("examples/finetune_cifar10.py", "inceptionzoo.train", "inceptionzoo train")
+# appended to a doc's command (argparse keeps the last value): the same program and options, on a few images
+SMOKE_ARGUMENTS = {
+    "training": ["--subset", "20", "--epochs", "1", "--batch-size", "4", "--threads", "1", "--no-progress"],
+    "benchmarks/inference.py": ["--arch", "inception_v1_tv", "--batch", "1", "--repeats", "1", "--no-compile"],
+    "benchmarks/train.py": ["--arch", "inception_v1_cifar", "--batch", "8", "--repeats", "1", "--no-compile"],
+    "benchmarks/scaling.py": ["--dtypes", "fp32", "--batches", "1", "--resolutions", "107", "--repeats", "1"],
+}
+PROGRAMS = {
+    "python": [sys.executable],
+    "python3": [sys.executable],
+    ".venv/bin/python": [sys.executable],
+    "inceptionzoo": [sys.executable, "-m", "inceptionzoo"],
+    "torchrun": [sys.executable, "-m", "torch.distributed.run"],
+}
+
+
+def is_install(argv: list[str]) -> bool:
+    return Path(argv[0]).name == "pip" or argv[1:3] == ["-m", "venv"] or argv[1:3] == ["-m", "pip"]
+
+
+def smoke_arguments(argv: list[str]) -> list[str]:
+    """What to append to a documented command so it runs in seconds; nothing for --help or quick commands."""
+    if "--help" in argv or "-h" in argv:
+        return []
+    text = " ".join(argv)
+    if any(program in text for program in TRAINING):
+        # keep the doc's own validation choice: 0 stays 0, anything else becomes a 10-image split of the 20
+        val_size = argv[argv.index("--val-size") + 1] if "--val-size" in argv else "5000"
+        return [*SMOKE_ARGUMENTS["training"], "--val-size", "0" if val_size == "0" else "10"]
+    return next((extra for script, extra in SMOKE_ARGUMENTS.items() if script in text), [])
+
+
+def check_install(argv: list[str]) -> None:
+    """pip install of this project names only extras that it defines."""
+    extras = metadata("inceptionzoo").get_all("Provides-Extra")
+    for target in argv:
+        match = re.fullmatch(r"(?:inceptionzoo|\.|-e)?\[([a-z,]+)\]", target.split("/")[-1].removeprefix("."))
+        if match:
+            assert set(match.group(1).split(",")) <= set(extras), f"unknown extra in {target!r}"
+
+
+@pytest.fixture
+def checkout(scratch, small_cifar) -> Path:
+    """``scratch`` laid out like a checkout: copies of examples/ and benchmarks/, docs/images/, and the small CIFAR-10
+    archive both where the docs put it for users (``cifar10-jpeg.tar.gz``) and at the project's ``../shared`` path."""
+    for folder in ("examples", "benchmarks"):
+        shutil.copytree(ROOT / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+    (scratch / "docs" / "images").mkdir(parents=True)
+    shutil.copy(small_cifar, scratch / "cifar10-jpeg.tar.gz")
+    (scratch.parent / "shared" / "data").mkdir(parents=True)
+    shutil.copy(small_cifar, scratch.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
+    return scratch
+
+
+@pytest.mark.parametrize(("doc", "index", "block"), SHELL_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in SHELL_BLOCKS])
+def test_shell_examples_run(doc, index, block, checkout):
+    env = {**os.environ, "HOME": str(checkout / "home"), "PYTHONUNBUFFERED": "1"}
+    for argv in shell_commands(block):
+        command_env = dict(env)
+        while argv and re.fullmatch(r"[A-Z_]+=.*", argv[0]):
+            key, value = argv.pop(0).split("=", 1)
+            command_env[key] = value
+        if is_install(argv):
+            check_install(argv)
+            continue
+        assert argv[0] in PROGRAMS, f"{doc}: add {argv[0]!r} to this test's PROGRAMS to run the example {argv}"
+        full = [*PROGRAMS[argv[0]], *argv[1:], *smoke_arguments(argv)]
+        result = subprocess.run(full, cwd=checkout, env=command_env, capture_output=True, text=True, timeout=300)
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == 0, f"{doc}: `{shlex.join(argv)}` failed:\n{output}"
+
+
+def test_readme_setup_commands_are_there():
+    """.ci/run runs these two verbatim; they install the project and run the main job and the tests."""
+    main_job, tests = setup_commands()
+    assert "pip install" in main_job and "examples/quickstart.py" in main_job
+    assert "pip install" in tests and "pytest" in tests and "mkdocs build --strict" in tests
+
+
+# --- the model table and the paper-row pages ----------------------------------------------------------------------
 
 
 def model_table() -> dict[str, list[str]]:
@@ -46,3 +227,25 @@ def test_model_table_counts_match_code(name):
     height, width = model.pretrained_cfg["input_size"][1:]
     assert input_size == f"{height}x{width}"
     assert minimum.startswith(f"{model.min_input_size[0]}x{model.min_input_size[1]}")
+
+
+FIGURES_HEADER = "| model | parameters | multiply-adds | paper top-1 error | paper top-5 error | paper cost |"
+
+
+@pytest.mark.parametrize("name", inceptionzoo.list_models())
+def test_each_paper_row_has_a_page_that_matches_the_code(name):
+    """A page per row of Table 3 and of Section 9, titled with the row, whose figures are the model's."""
+    model = inceptionzoo.create_model(name)
+    page = ROOT / "docs" / "paper" / f"{name}.md"
+    row = model.config.paper_row
+    assert page.is_file() == row.startswith(("Table 3", "Section 9")), f"{name} ({row}): page {page.name}"
+    if not page.is_file():
+        return
+    lines = page.read_text().splitlines()
+    assert lines[0].startswith(f"# {row.split(':')[0]}:"), lines[0]
+    figures = lines[lines.index(FIGURES_HEADER) + 2]
+    model_cell, params, macs, *_ = [cell.strip() for cell in figures.strip("|").split("|")]
+    assert model_cell == f"`{name}`"
+    assert int(params.replace(",", "")) == count_parameters(model)
+    assert macs == f"{count_macs(model) / 1e9:.3f} G"
+    assert f"({name}.md)" in (ROOT / "docs" / "paper" / "index.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import fields, replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from ._registry import (
     model_entrypoint,
     resolve_model_name,
 )
+from .layers import check_argument_types
 
 __all__ = ["create_model"]
 
@@ -51,6 +53,8 @@ def create_model(
         cache_dir: where downloads are cached (default: ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
+    arguments = {k: v for k, v in locals().items() if k != "model_kwargs"}
+    check_argument_types("create_model", typing.get_type_hints(create_model), arguments)
     passed = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, "global_pool": global_pool}
     model_kwargs.update({k: v for k, v in passed.items() if v is not None})
     if model_name.startswith(("hf-hub:", "local-dir:")):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import torch
 from timm.models._features import FeatureListNet
 from torch import nn
 
 from .layers import check_image_input
 
-__all__ = ["FeatureExtractor", "build_feature_extractor"]
+__all__ = ["FeatureExtractor", "build_feature_extractor", "check_feature_indices"]
 
 
 class FeatureExtractor(FeatureListNet):
@@ -24,12 +27,38 @@ class FeatureExtractor(FeatureListNet):
         super().__init__(model, out_indices=out_indices, flatten_sequential=True)
         self.in_chans = in_chans
         self.min_height, self.min_width = min_size
+        self.register_buffer("dtype_reference", torch.empty(0), persistent=False)  # follows the weights' dtype
         if pretrained_cfg is not None:
             self.pretrained_cfg = self.default_cfg = pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_image_input(x, self.in_chans, self.min_height, self.min_width)
+        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
         return super().forward(x)
+
+
+def check_feature_indices(
+    feature_info: list[dict[str, Any]], indices: Any, argument: str = "out_indices"
+) -> tuple[int, ...] | int | None:
+    """``indices`` as timm reads them (an int n: the last n taps; a list: these taps; None: all), checked against
+    the model's taps so that a wrong one is an error listing them. Returns them as a tuple, an int or None."""
+    taps = len(feature_info)
+    modules = ", ".join(f"{i}: {info['module']}" for i, info in enumerate(feature_info))
+    if indices is None:
+        return None
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+        if not 1 <= indices <= taps:
+            raise ValueError(
+                f"{argument}={indices} asks for the last {indices} taps; this model has {taps} ({modules})"
+            )
+        return int(indices)
+    if not isinstance(indices, (list, tuple)) or not all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in indices
+    ):
+        raise TypeError(f"{argument} must be an int (the last n taps) or a list of tap indices, got {indices!r}")
+    bad = [i for i in indices if not -taps <= i < taps]
+    if bad or not indices:
+        raise ValueError(f"{argument} {list(indices)} out of range; this model has {taps} feature taps ({modules})")
+    return tuple(int(i) for i in indices)
 
 
 def build_feature_extractor(
@@ -37,13 +66,9 @@ def build_feature_extractor(
 ) -> FeatureExtractor:
     """Wrap ``model`` so that it returns its feature maps at ``out_indices`` (default: every tap)."""
     taps = len(model.feature_info)
+    out_indices = check_feature_indices(model.feature_info, out_indices)
     if out_indices is None:
         out_indices = tuple(range(taps))
     elif isinstance(out_indices, int):
         out_indices = tuple(range(taps - out_indices, taps))
-    out_indices = tuple(out_indices)
-    bad = [i for i in out_indices if not -taps <= i < taps]
-    if bad:
-        modules = ", ".join(f"{i}: {info['module']}" for i, info in enumerate(model.feature_info))
-        raise ValueError(f"out_indices {bad} out of range; this model has {taps} feature taps ({modules})")
     return FeatureExtractor(model, out_indices)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import types
+import typing
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -58,7 +62,7 @@ def resolve_norm_layer(norm_layer: LayerSpec, eps: float = 1e-3) -> Callable[...
     """
     if norm_layer is None:
         return None
-    layer = get_norm_layer(norm_layer) if isinstance(norm_layer, str) else norm_layer
+    layer = _timm_layer(get_norm_layer, "norm_layer", norm_layer) if isinstance(norm_layer, str) else norm_layer
     if isinstance(layer, type) and issubclass(layer, nn.modules.batchnorm._NormBase):
         return partial(layer, eps=eps)
     return layer
@@ -68,7 +72,30 @@ def resolve_act_layer(act_layer: LayerSpec) -> Callable[..., nn.Module] | None:
     """Turn ``"relu"``, a layer class or ``None`` into an activation constructor (timm's names are accepted)."""
     if act_layer is None:
         return None
-    return get_act_layer(act_layer) if isinstance(act_layer, str) else act_layer
+    return _timm_layer(get_act_layer, "act_layer", act_layer) if isinstance(act_layer, str) else act_layer
+
+
+def _timm_layer(lookup: Callable[[str], Any], argument: str, name: str) -> Any:
+    # timm raises a bare KeyError for a name it does not know
+    try:
+        return lookup(name)
+    except KeyError:
+        examples = "'batchnorm2d', 'groupnorm', 'layernorm2d'" if argument == "norm_layer" else "'relu', 'gelu', 'silu'"
+        raise ValueError(f"{argument}={name!r} is not a layer name timm knows (such as {examples})") from None
+
+
+def _build_layer(argument: str, layer: Callable[..., nn.Module], *channels: int) -> nn.Module:
+    """A norm layer for ``channels`` or an activation, or a ``ValueError`` naming the argument that cannot make one
+    (a GroupNorm whose group count does not divide the channels, a callable that is not a layer)."""
+    name = getattr(layer, "__name__", None) or getattr(getattr(layer, "func", None), "__name__", repr(layer))
+    try:
+        module = layer(*channels) if channels else _make_activation(layer)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        where = f" for {channels[0]} channels" if channels else ""
+        raise ValueError(f"{argument} {name} cannot be built{where}: {error}") from error
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{argument} {name} must make an nn.Module, made {type(module).__name__}")
+    return module
 
 
 def _make_activation(act_layer: Callable[..., nn.Module]) -> nn.Module:
@@ -100,8 +127,8 @@ class ConvNormAct(nn.Module):
         super().__init__()
         bias = norm_layer is None if bias is None else bias
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=padding, bias=bias)
-        self.bn = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
-        self.act = _make_activation(act_layer) if act_layer is not None else nn.Identity()
+        self.bn = _build_layer("norm_layer", norm_layer, out_chs) if norm_layer is not None else nn.Identity()
+        self.act = _build_layer("act_layer", act_layer) if act_layer is not None else nn.Identity()
 
     @property
     def out_chs(self) -> int:
@@ -182,22 +209,113 @@ def minimum_input_size(layers: list[nn.Module], limit: int = 4096) -> tuple[int,
     return result[0], result[1]
 
 
+POOL_TYPES = ("avg", "max", "avgmax", "catavgmax", "fast", "fastavg", "fastmax", "fastavgmax", "fastcatavgmax", "")
+
+
 def check_head_arguments(num_classes: int, global_pool: str) -> None:
-    """Unpooled output (``global_pool=""``) is a feature map; a linear classifier cannot follow it."""
+    """The classifier's arguments: a known pool type (timm's), and unpooled output (``global_pool=""``) is a feature
+    map that a linear classifier cannot follow."""
+    arguments = {"num_classes": num_classes, "global_pool": global_pool}
+    check_argument_types("the classifier", {"num_classes": int, "global_pool": str}, arguments)
     if num_classes < 0:
         raise ValueError(f"num_classes must be 0 (no classifier) or more, got {num_classes}")
+    if global_pool.lower() not in POOL_TYPES:
+        raise ValueError(f"global_pool must be one of {', '.join(map(repr, POOL_TYPES))}, got {global_pool!r}")
     if not global_pool and num_classes > 0:
         raise ValueError(
             f'global_pool="" returns unpooled feature maps; use it with num_classes=0 (got num_classes={num_classes})'
         )
 
 
-def check_image_input(x: torch.Tensor, in_chans: int, min_height: int, min_width: int) -> None:
-    """Raise a ``ValueError`` that says what was expected when ``x`` is not a batch the model can take.
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the annotated type: bool is not a number, a list passes for a tuple (JSON has no
+    tuples), ``type[...]`` takes any callable (a layer class or factory)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if origin is type:
+        return callable(value)
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(item, args[0]) for item in value)
+        return len(value) == len(args) and all(_matches(item, arg) for item, arg in zip(value, args, strict=True))
+    if isinstance(origin, type):  # dict[str, Any] and the like: the container only
+        return isinstance(value, origin)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not model
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) and not typing.get_args(hint) else str(hint).replace("typing.", "")
+
+
+def check_argument_types(owner: str, hints: dict[str, Any], values: dict[str, Any]) -> None:
+    """Raise a ``TypeError`` naming the first argument in ``values`` whose value does not have its type in ``hints``
+    (so that ``num_classes="10"`` fails here, in words, and not inside a torch layer's constructor)."""
+    for name, hint in hints.items():
+        if name in values and not _matches(values[name], hint):
+            value = values[name]
+            raise TypeError(f"{owner}: {name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}"[:300])
+
+
+def check_model_arguments(model_class: type, arguments: dict[str, Any]) -> None:
+    """The arguments of a model's ``__init__``: types from its annotations, then the ranges torch would otherwise
+    reject with its own words (or not at all: a NaN dropout rate, a negative BatchNorm epsilon)."""
+    hints = typing.get_type_hints(model_class.__init__)
+    hints.pop("return", None)
+    check_argument_types(model_class.__name__, hints, arguments)
+    if arguments.get("in_chans", 1) < 1:
+        raise ValueError(f"in_chans must be 1 or more, got {arguments['in_chans']}")
+    for name in ("drop_rate", "aux_drop_rate"):
+        if name in arguments and not 0.0 <= arguments[name] <= 1.0:
+            raise ValueError(f"{name} is a dropout probability, between 0 and 1; got {arguments[name]}")
+    if "norm_eps" in arguments and not (math.isfinite(arguments["norm_eps"]) and arguments["norm_eps"] > 0):
+        raise ValueError(f"norm_eps must be a positive number, got {arguments['norm_eps']}")
+
+
+def check_config_fields(config: Any) -> None:
+    """A config dataclass's field types (from its annotations) and its ``width_multiplier`` range."""
+    hints = typing.get_type_hints(type(config))
+    check_argument_types(
+        type(config).__name__, hints, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    )
+    multiplier = getattr(config, "width_multiplier", 1.0)
+    if not (math.isfinite(multiplier) and multiplier > 0):
+        raise ValueError(f"width_multiplier must be a positive number, got {multiplier}")
+
+
+def autocast_enabled(x: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``x``'s device (it then casts inputs itself; never under TorchScript)."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.is_autocast_enabled(x.device.type)
+
+
+def check_image_input(
+    x: torch.Tensor, in_chans: int, min_height: int, min_width: int, dtype_reference: torch.Tensor | None = None
+) -> None:
+    """Raise a ``ValueError`` (wrong shape or size) or ``TypeError`` (wrong dtype) that says what was expected when
+    ``x`` is not a batch the model can take.
 
     Called at the top of every model's forward so that a wrong input fails here, in words, rather than deep
-    inside a convolution with a kernel-size error. Wrapped for ``torch.fx`` by the model files.
+    inside a convolution with a kernel-size or dtype error. Wrapped for ``torch.fx`` by the model files.
+    ``dtype_reference`` is a tensor that follows the weights' dtype (a buffer, so that fx graphs keep reading it).
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of shape (batch, {in_chans}, height, width), got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(
             f"expected a 4-D input of shape (batch, {in_chans}, height, width), got {x.dim()}-D shape {list(x.shape)}"
@@ -212,3 +330,16 @@ def check_image_input(x: torch.Tensor, in_chans: int, min_height: int, min_width
             f"input of {x.shape[2]}x{x.shape[3]} pixels is smaller than this model's minimum of "
             f"{min_height}x{min_width} pixels (height x width)"
         )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"expected floating-point images, got {x.dtype}; convert them with x.float() and normalise them as "
+            "inceptionzoo.create_transform(model) does (uint8 pixels go to [0, 1] first)"
+        )
+    if dtype_reference is not None and x.dtype != dtype_reference.dtype:
+        weights = dtype_reference.dtype
+        # autocast casts both sides of its ops to its own dtype, but never float64 ones
+        if not autocast_enabled(x) or torch.float64 in (x.dtype, weights):
+            raise TypeError(
+                f"input dtype {x.dtype} differs from the model's weights ({weights}); cast one to the other "
+                f"(x.to({weights}) or model.to({x.dtype})), or run under torch.autocast (which leaves float64 alone)"
+            )

@@ -13,6 +13,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .._features import check_feature_indices
 from ..layers import check_head_arguments, check_image_input, minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]
@@ -51,6 +52,8 @@ class InceptionNet(nn.Module):
             num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
         )
         self.grad_checkpointing = False
+        # an empty buffer that follows the weights through .to() / .half(), so forward can name a dtype mismatch
+        self.register_buffer("dtype_reference", torch.empty(0), persistent=False)
         # layers in forward order (aux heads and the head excluded), and where the feature taps are
         head = {"global_pool", "head_drop", "fc", *aux_taps}
         self.layer_names = [name for name, _ in self.named_children() if name not in head]
@@ -148,7 +151,8 @@ class InceptionNet(nn.Module):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        indices = check_feature_indices(self.feature_info, indices, "indices")
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         take_ends = {self.feature_ends[i] for i in take_indices}
         names = self.layer_names[: self.feature_ends[max_index] + 1] if stop_early else self.layer_names
@@ -165,6 +169,7 @@ class InceptionNet(nn.Module):
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Drop the layers after the last tap in ``indices`` (and the head), for a lean feature backbone."""
+        indices = check_feature_indices(self.feature_info, indices, "indices")
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
             setattr(self, name, nn.Identity())

@@ -25,7 +25,9 @@ from .._registry import InceptionPretrainedCfg, register_model
 from ..layers import (
     ConvNormAct,
     GoogLeNetOutputs,
+    check_config_fields,
     check_image_input,
+    check_model_arguments,
     replace_config,
     resolve_act_layer,
     resolve_norm_layer,
@@ -204,12 +206,11 @@ class GoogLeNetConfig:
     paper_row: str = ""
 
     def __post_init__(self) -> None:
+        check_config_fields(self)
         if self.norm not in ("lrn", "batchnorm"):
             raise ValueError(f"norm must be 'lrn' or 'batchnorm', got {self.norm!r}")
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
-        if self.width_multiplier <= 0:
-            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
         if self.aux_pool not in ("5x5/3", "adaptive"):
             raise ValueError(f"aux_pool must be '5x5/3' or 'adaptive', got {self.aux_pool!r}")
 
@@ -239,6 +240,7 @@ class GoogLeNet(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
+        check_model_arguments(GoogLeNet, {k: v for k, v in locals().items() if k not in ("self", "config_overrides")})
         super().__init__()
         config = replace_config(config or GoogLeNetConfig(), config_overrides)
         self.config = config
@@ -376,11 +378,11 @@ class GoogLeNet(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` (7x7 at 224x224)."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
         return self._forward_from_4d(self._forward_to_4d(self._forward_to_4a(x)))
 
     def forward(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, self.min_height, self.min_width)
+        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
         x = self._forward_to_4a(x)
         if self.aux_logits:
             assert self.aux1 is not None and self.aux2 is not None

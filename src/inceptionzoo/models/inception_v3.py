@@ -21,7 +21,9 @@ from .._registry import InceptionPretrainedCfg, register_model
 from ..layers import (
     ConvNormAct,
     InceptionOutputs,
+    check_config_fields,
     check_image_input,
+    check_model_arguments,
     replace_config,
     resolve_act_layer,
     resolve_norm_layer,
@@ -343,7 +345,7 @@ STEMS = ("factorized_7x7", "conv_7x7", "cifar")
 
 @dataclass(frozen=True)
 class InceptionV3Config:
-    """The choices that define one member of the Inception-v2/v3 family (the rows of Table 3, Section 8's nets,
+    """The choices that define one member of the Inception-v2/v3 family (the rows of Table 3, Section 9's nets,
     the CIFAR net) and the paper's design choices as switches.
 
     The defaults are Inception-v3 as in the paper's reference model file.
@@ -352,7 +354,7 @@ class InceptionV3Config:
         stem: ``"factorized_7x7"`` (three 3x3 convolutions, Table 3 row 7 on), ``"conv_7x7"`` (one 7x7/2
             convolution, Inception-v2 of rows 4-6) or ``"cifar"`` (the 3x3 stem at stride 1, padded, and only its
             second pool, so a 32x32 input reaches the 35x35-grid modules at 15x15, then 7x7 and 3x3).
-        stem_stride: stride of the first convolution (1 for Section 8's low-resolution networks).
+        stem_stride: stride of the first convolution (1 for Section 9's low-resolution networks).
         stem_pool: max-pool after the first convolutions (False for the 79x79 receptive-field network).
         stem_widths: output channels of Conv2d_1a, 2a, 2b (the 7x7 stem uses the third), 3b and 4a.
         factorize_5x5: figure 5's two 3x3 convolutions (True) or figure 4's 5x5 in the 35x35 modules.
@@ -384,6 +386,7 @@ class InceptionV3Config:
     paper_row: str = ""
 
     def __post_init__(self) -> None:
+        check_config_fields(self)
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.training_recipe not in TRAINING_RECIPES:
@@ -394,8 +397,6 @@ class InceptionV3Config:
             raise ValueError("stem_widths has 5 widths, grid35_pool_features 3 and grid17_channels_7x7 4")
         if self.nxn < 1 or self.nxn % 2 == 0:
             raise ValueError(f"nxn must be an odd kernel size, got {self.nxn}")
-        if self.width_multiplier <= 0:
-            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
 
 
 class InceptionV3(InceptionNet):
@@ -423,6 +424,7 @@ class InceptionV3(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
+        check_model_arguments(InceptionV3, {k: v for k, v in locals().items() if k not in ("self", "config_overrides")})
         super().__init__()
         config = replace_config(config or InceptionV3Config(), config_overrides)
         self.config = config
@@ -565,11 +567,11 @@ class InceptionV3(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` roughly (8x8 at 299x299)."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1])
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
         return self._forward_from_aux(self._forward_to_aux(x))
 
     def forward(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, self.min_height, self.min_width)
+        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
         x = self._forward_to_aux(x)
         if self.aux_logits:
             assert self.AuxLogits is not None
@@ -642,7 +644,7 @@ default_cfgs = generate_default_cfgs(
         ),
         "inception_v3_rf151": _cfg(
             input_size=(3, 151, 151),
-            description="Section 8: 151x151 receptive field (stride 1, max pool after the first layer).",
+            description="Section 9: 151x151 receptive field (stride 1, max pool after the first layer).",
         ),
         "inception_v3_cifar": _cfg(
             **CIFAR10_CFG,
@@ -652,7 +654,7 @@ default_cfgs = generate_default_cfgs(
         "inception_v3_rf79": _cfg(
             input_size=(3, 79, 79),
             pool_size=(8, 8),
-            description="Section 8: 79x79 receptive field (stride 1, no first max pool).",
+            description="Section 9: 79x79 receptive field (stride 1, no first max pool).",
         ),
     }
 )
@@ -704,17 +706,17 @@ def inception_v3(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
 
 @register_model
 def inception_v3_rf151(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Section 8: Inception-v3 for 151x151 input, first convolution at stride 1, max pool after the first layers,
+    """Section 9: Inception-v3 for 151x151 input, first convolution at stride 1, max pool after the first layers,
     so the 35x35 grid and the compute stay about those of the 299x299 network."""
-    config = InceptionV3Config(stem_stride=1, paper_row="Section 8: 151x151 receptive field")
+    config = InceptionV3Config(stem_stride=1, paper_row="Section 9: 151x151 receptive field")
     return _create("inception_v3_rf151", pretrained, config=config, **kwargs)
 
 
 @register_model
 def inception_v3_rf79(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Section 8: Inception-v3 for 79x79 input, first convolution at stride 1 and no first max pool (a 36x36 grid
+    """Section 9: Inception-v3 for 79x79 input, first convolution at stride 1 and no first max pool (a 36x36 grid
     at 79x79, about the compute of the 299x299 network)."""
-    config = InceptionV3Config(stem_stride=1, stem_pool=False, paper_row="Section 8: 79x79 receptive field")
+    config = InceptionV3Config(stem_stride=1, stem_pool=False, paper_row="Section 9: 79x79 receptive field")
     return _create("inception_v3_rf79", pretrained, config=config, **kwargs)
 
 
