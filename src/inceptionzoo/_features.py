@@ -48,7 +48,7 @@ def check_feature_indices(
     if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
         if not 1 <= indices <= taps:
             raise ValueError(
-                f"{argument}={indices} asks for the last {indices} taps; this model has {taps} ({modules})"
+                f"{argument}={indices}: an int n takes the last n feature taps, 1 to {taps} here ({modules})"
             )
         return int(indices)
     if not isinstance(indices, (list, tuple)) or not all(
