@@ -69,11 +69,12 @@ def doc_id(path: Path) -> str:
 
 
 PYTHON_BLOCKS = [(doc_id(path), i, code) for path in DOCS for i, code in enumerate(code_blocks(path, "python"))]
+SETUP_COMMANDS = setup_commands()
 SHELL_BLOCKS = [
     (doc_id(path), i, block)
     for path in DOCS
     for i, block in enumerate(code_blocks(path, "bash"))
-    if block.splitlines()[0] not in setup_commands()
+    if block.splitlines()[0] not in SETUP_COMMANDS
 ]
 
 
@@ -197,7 +198,7 @@ def test_shell_examples_run(doc, index, block, checkout):
 
 def test_readme_setup_commands_are_there():
     """.ci/run runs these two verbatim; they install the project and run the main job and the tests."""
-    main_job, tests = setup_commands()
+    main_job, tests = SETUP_COMMANDS
     assert "pip install" in main_job and "examples/quickstart.py" in main_job
     assert "pip install" in tests and "pytest" in tests and "mkdocs build --strict" in tests
 

@@ -11,7 +11,6 @@ import math
 import traceback
 from pathlib import Path
 
-import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -153,13 +152,9 @@ def test_any_model_name_works_or_raises_the_librarys_error(name):
         assert name.split(".")[0] in inceptionzoo.list_models()
 
 
-@pytest.fixture(scope="module")
-def models():
-    """One model per family, CIFAR-size, built once (each case sets its dtype and mode)."""
-    return {name: inceptionzoo.create_model(name).eval() for name in SMALL}
-
-
-MIN_SIZES = {name: inceptionzoo.create_model(name).min_input_size for name in SMALL}
+# one model per family, CIFAR-size, built once (each case sets its dtype and mode)
+MODELS = {name: inceptionzoo.create_model(name).eval() for name in SMALL}
+MIN_SIZES = {name: model.min_input_size for name, model in MODELS.items()}
 FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 NOT_FLOATS = [torch.uint8, torch.int64, torch.bool, torch.cfloat]
 
@@ -196,8 +191,8 @@ def model_inputs(draw) -> dict:
 
 @PROPERTY_SETTINGS
 @given(spec=model_inputs())
-def test_any_input_works_or_raises_the_librarys_error(models, spec):
-    model = models[spec["name"]].to(spec["model_dtype"])
+def test_any_input_works_or_raises_the_librarys_error(spec):
+    model = MODELS[spec["name"]].to(spec["model_dtype"])
     x = (torch.rand(spec["shape"]) * 255).to(spec["dtype"])
     if spec["layout"] == "channels_last" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

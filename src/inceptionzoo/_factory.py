@@ -53,8 +53,7 @@ def create_model(
         cache_dir: where downloads are cached (default: ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
-    arguments = {k: v for k, v in locals().items() if k != "model_kwargs"}
-    check_argument_types("create_model", typing.get_type_hints(create_model), arguments)
+    check_argument_types("create_model", typing.get_type_hints(create_model), locals())
     passed = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, "global_pool": global_pool}
     model_kwargs.update({k: v for k, v in passed.items() if v is not None})
     if model_name.startswith(("hf-hub:", "local-dir:")):

@@ -264,7 +264,8 @@ def _type_name(hint: Any) -> str:
 
 def check_argument_types(owner: str, hints: dict[str, Any], values: dict[str, Any]) -> None:
     """Raise a ``TypeError`` naming the first argument in ``values`` whose value does not have its type in ``hints``
-    (so that ``num_classes="10"`` fails here, in words, and not inside a torch layer's constructor)."""
+    (so that ``num_classes="10"`` fails here, in words, and not inside a torch layer's constructor). Only names in
+    ``hints`` are looked at, so a function can pass its own ``locals()``."""
     for name, hint in hints.items():
         if name in values and not _matches(values[name], hint):
             value = values[name]
@@ -272,8 +273,8 @@ def check_argument_types(owner: str, hints: dict[str, Any], values: dict[str, An
 
 
 def check_model_arguments(model_class: type, arguments: dict[str, Any]) -> None:
-    """The arguments of a model's ``__init__``: types from its annotations, then the ranges torch would otherwise
-    reject with its own words (or not at all: a NaN dropout rate, a negative BatchNorm epsilon)."""
+    """The arguments of a model's ``__init__`` (its ``locals()``): types from its annotations, then the ranges torch
+    would otherwise reject with its own words (or not at all: a NaN dropout rate, a negative BatchNorm epsilon)."""
     hints = typing.get_type_hints(model_class.__init__)
     hints.pop("return", None)
     check_argument_types(model_class.__name__, hints, arguments)

@@ -240,7 +240,7 @@ class GoogLeNet(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
-        check_model_arguments(GoogLeNet, {k: v for k, v in locals().items() if k not in ("self", "config_overrides")})
+        check_model_arguments(GoogLeNet, locals())
         super().__init__()
         config = replace_config(config or GoogLeNetConfig(), config_overrides)
         self.config = config

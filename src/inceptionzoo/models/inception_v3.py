@@ -424,7 +424,7 @@ class InceptionV3(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
-        check_model_arguments(InceptionV3, {k: v for k, v in locals().items() if k not in ("self", "config_overrides")})
+        check_model_arguments(InceptionV3, locals())
         super().__init__()
         config = replace_config(config or InceptionV3Config(), config_overrides)
         self.config = config
