@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import inceptionzoo
+from hub_server import use_xet_stand_in
 
 MODEL_NAMES = inceptionzoo.list_models()
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -45,6 +46,8 @@ def _no_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # URL weights (torchvision's) are cached there
+    use_xet_stand_in(monkeypatch)  # the loopback Hub stores files with Xet, as the Hub does today
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from safetensors.torch import save
 
 import inceptionzoo
 from conftest import realistic_batchnorm, relative_error
-from hub_server import HubServer
+from hub_server import HubServer, xet_hash
 from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
 
 
@@ -48,9 +48,14 @@ def weights():
 
 
 @pytest.fixture
-def hub(weights, tmp_path, monkeypatch):
+def hub(request, weights, tmp_path, monkeypatch):
+    """The loopback Hub; by default the client downloads with Xet into the shared blob store, as it does today.
+
+    ``"no-xet"`` (``indirect`` parametrisation) is a client with ``HF_HUB_DISABLE_XET=1``: plain LFS downloads
+    into the repo's own blobs.
+    """
     server = HubServer()
-    server.add_repo("timm/inception_v3.tv_in1k", {"model.safetensors": weights["tv_in1k"]})
+    server.add_repo("timm/inception_v3.tv_in1k", {"model.safetensors": weights["tv_in1k"]}, tags=("v1.0",))
     server.add_repo("timm/inception_v3.tf_in1k", {"model.safetensors": weights["tf_in1k"]})
     server.files[weights["googlenet_file"]] = weights["googlenet_pth"]
     server.start()
@@ -58,21 +63,63 @@ def hub(weights, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server.client = getattr(request, "param", "xet")
+    if server.client == "no-xet":
+        from huggingface_hub import constants
+
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # huggingface_hub reads it once, at import
     yield server
     server.stop()
 
 
+CLIENTS = pytest.mark.parametrize("hub", ["xet", "no-xet"], indirect=True)
+
+
 def weight_gets(server: HubServer) -> int:
-    return sum(1 for method, path in server.requests if method == "GET" and path.endswith("model.safetensors"))
+    return server.storage_gets()
+
+
+def cache() -> Path:
+    return Path(inceptionzoo._hub.hub_cache_dir())
+
+
+def repo_blob(repo_id: str) -> Path:
+    """The repo's own entry for its one weights file: ``models--org--name/blobs/<sha256>``."""
+    (blob,) = (cache() / f"models--{repo_id.replace('/', '--')}" / "blobs").glob("[0-9a-f]*")
+    return blob
+
+
+def stored_file(repo_id: str) -> Path:
+    """Where the bytes of a repo's weights file are: the shared store entry, or the repo's own blob."""
+    return repo_blob(repo_id).resolve()
+
+
+def damage(path: Path) -> None:
+    path.chmod(0o600)  # huggingface_hub makes shared store entries read-only
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def googlenet_url(hub: HubServer, weights) -> dict:
     return {"url": f"{hub.url}/files/{weights['googlenet_file']}"}
 
 
+@CLIENTS
 def test_download_once_then_cache_then_offline(hub, weights, monkeypatch):
     model = inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True).eval()
     assert weight_gets(hub) == 1
+    blob = repo_blob("timm/inception_v3.tv_in1k")
+    assert blob.name == hashlib.sha256(weights["tv_in1k"]).hexdigest()
+    if (
+        hub.client == "xet"
+    ):  # huggingface_hub moved the blob into its shared store, named by the Xet hash, and linked to it
+        assert blob.is_symlink() and blob.resolve() == cache() / "blobs" / xet_hash(weights["tv_in1k"])[:2] / (
+            xet_hash(weights["tv_in1k"])
+        )
+    else:
+        assert not blob.is_symlink() and not (cache() / "blobs").exists()
     reference = weights["timm_aux"].eval()
     x = torch.randn(2, 3, 299, 299)
     with torch.no_grad():
@@ -97,6 +144,7 @@ def test_offline_with_empty_cache_says_how_to_fetch(hub, monkeypatch):
     assert hub.requests == []
 
 
+@CLIENTS
 def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
     from inceptionzoo.cli import main
 
@@ -135,22 +183,86 @@ def hub_state(hub: HubServer) -> dict:
     return load(hub.repos["timm/inception_v3.tf_in1k"]["model.safetensors"])
 
 
-def test_corrupt_download_is_detected_removed_and_refetched(hub):
-    hub.fault = "corrupt"
+@CLIENTS
+def test_corrupt_download_is_detected_removed_and_refetched(hub, monkeypatch):
+    hub.fault = "corrupt"  # other bytes under the published sha256, on every try
     with pytest.raises(CorruptWeightsError, match="removed from the cache"):
         inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert weight_gets(hub) == 2  # downloaded, found bad, downloaded once more, found bad again
+    assert not list(cache().glob("models--timm--inception_v3.tf_in1k/snapshots/*/*"))
     hub.fault = None
     inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
-    # a cached file damaged later is caught too, and not silently reused
-    blobs = list(Path(inceptionzoo._hub.hub_cache_dir()).glob("models--timm--inception_v3.tf_in1k/blobs/*"))
-    assert len(blobs) == 1
-    data = bytearray(blobs[0].read_bytes())
-    data[-1] ^= 0xFF
-    blobs[0].write_bytes(bytes(data))
-    with pytest.raises(CorruptWeightsError):
+    # a cached file damaged later is caught, not silently reused, and fetched again
+    damage(stored_file("timm/inception_v3.tf_in1k"))
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"]) and weight_gets(hub) == 4
+    # offline it cannot be fetched again: the error says so, and the entry is gone rather than reused
+    damage(stored_file("timm/inception_v3.tf_in1k"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorruptWeightsError, match="removed from the cache"):
         inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
-    assert not blobs[0].exists()
-    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    with pytest.raises(WeightsNotCachedError):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
+
+
+@pytest.mark.parametrize("cache_api", [True, False], ids=["delete_files", "older-huggingface-hub"])
+def test_a_shared_store_file_is_repaired_for_every_repo_and_never_deleted_while_linked(
+    hub, weights, monkeypatch, cache_api
+):
+    from huggingface_hub import HFCacheInfo
+
+    if not cache_api:  # huggingface_hub before HFCacheInfo.delete_files: the two repo entries are unlinked by hand
+        monkeypatch.delattr(HFCacheInfo, "delete_files")
+    hub.add_repo("timm/inception_v3.tf_adv_in1k", {"model.safetensors": weights["tv_in1k"]})  # the same bytes
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    inceptionzoo.create_model("inception_v3.tf_adv_in1k", pretrained=True)
+    assert weight_gets(hub) == 1  # the second repo was linked to the first one's store file, not downloaded
+    store = stored_file("timm/inception_v3.tv_in1k")
+    assert stored_file("timm/inception_v3.tf_adv_in1k") == store and store.parent.parent == cache() / "blobs"
+
+    # online, a damaged store file is downloaded again and replaced: every repo linked to it gets the good bytes
+    damage(store)
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    assert weight_gets(hub) == 2 and store.read_bytes() == weights["tv_in1k"]
+    adv = inceptionzoo.create_model("inception_v3.tf_adv_in1k", pretrained=True)
+    assert torch.equal(adv.state_dict()["fc.weight"], weights["timm_aux"].state_dict()["fc.weight"])
+
+    # offline, only the asking repo's entries go; the store file stays while another repo links to it
+    damage(store)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorruptWeightsError):
+        inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    assert not list(cache().glob("models--timm--inception_v3.tv_in1k/blobs/*"))
+    assert store.is_file() and repo_blob("timm/inception_v3.tf_adv_in1k").resolve() == store
+    with pytest.raises(CorruptWeightsError):
+        inceptionzoo.create_model("inception_v3.tf_adv_in1k", pretrained=True)
+    assert store.is_file() != cache_api  # huggingface_hub collects a store file nothing links to; by hand it stays
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for name in ("inception_v3.tv_in1k", "inception_v3.tf_adv_in1k"):
+        model = inceptionzoo.create_model(name, pretrained=True)
+        assert torch.equal(model.state_dict()["fc.weight"], weights["timm_aux"].state_dict()["fc.weight"])
+
+
+def test_revisions_branch_tag_and_commit_then_offline(hub, weights, monkeypatch):
+    commit = hub.commit("timm/inception_v3.tv_in1k")
+    for revision in ("main", "v1.0", commit):
+        overlay = {"hf_hub_id": f"timm/inception_v3.tv_in1k@{revision}"}
+        inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+    assert weight_gets(hub) == 1  # one file under one commit, whichever name asked for it
+    refs = cache() / "models--timm--inception_v3.tv_in1k" / "refs"
+    assert (refs / "main").read_text() == commit and (refs / "v1.0").read_text() == commit
+    with pytest.raises(WeightsDownloadError, match="revision v2.0"):
+        overlay = {"hf_hub_id": "timm/inception_v3.tv_in1k@v2.0"}
+        inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = len(hub.requests)
+    for revision in ("main", "v1.0", commit):
+        overlay = {"hf_hub_id": f"timm/inception_v3.tv_in1k@{revision}"}
+        inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+    assert len(hub.requests) == requests
 
 
 def test_num_classes_reinitialises_only_the_classifiers(hub, weights):
@@ -184,8 +296,14 @@ def test_torchvision_googlenet_url_checked_converted_and_equal(hub, weights, mon
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert relative_error(model.eval()(x), reference(x)) <= 1e-5
-    converted = list(Path(inceptionzoo._hub.hub_cache_dir()).glob("inceptionzoo-url/*.safetensors"))
+    converted = list(inceptionzoo._hub.url_cache_dir().glob("*.safetensors"))
     assert [p.name for p in converted] == [weights["googlenet_file"].replace(".pth", ".safetensors")]
+    # beside torchvision's downloads, not in the Hugging Face cache, whose scan takes every folder for a repo
+    inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    from huggingface_hub import scan_cache_dir
+
+    scan = scan_cache_dir(cache())
+    assert scan.warnings == [] and [r.repo_id for r in scan.repos] == ["timm/inception_v3.tv_in1k"]
     # torchvision's transform_input is expressed as the preprocessing: mean = std = 0.5
     assert inceptionzoo.data_config(model)["mean"] == (0.5, 0.5, 0.5)
     hub.stop()
@@ -201,7 +319,23 @@ def test_url_with_wrong_hash_prefix_is_refused(hub, weights):
             pretrained=True,
             pretrained_cfg_overlay={"url": f"{hub.url}/files/googlenet-00000000.pth"},
         )
-    assert not list(Path(inceptionzoo._hub.hub_cache_dir()).glob("inceptionzoo-url/*.safetensors"))
+    assert not list(inceptionzoo._hub.url_cache_dir().glob("*.safetensors"))
+
+
+def test_a_checkpoint_torchvision_already_downloaded_is_used_offline(hub, weights, monkeypatch):
+    folder = inceptionzoo._hub.url_cache_dir()  # torch.hub's checkpoints folder, where torchvision downloads to
+    folder.mkdir(parents=True)
+    (folder / weights["googlenet_file"]).write_bytes(weights["googlenet_pth"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    overlay = googlenet_url(hub, weights)
+    model = inceptionzoo.create_model("inception_v1_tv.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
+    assert hub.requests == []
+    assert torch.equal(model.state_dict()["fc.weight"], weights["googlenet"].state_dict()["fc.weight"])
+    # a copy whose hash does not match its name is not used
+    (folder / weights["googlenet_file"].replace(".pth", ".safetensors")).unlink()
+    (folder / weights["googlenet_file"]).write_bytes(weights["googlenet_pth"][:-1])
+    with pytest.raises(WeightsNotCachedError, match="not in the cache"):
+        inceptionzoo.create_model("inception_v1_tv.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
 
 
 def test_save_pretrained_round_trips_through_hf_hub_and_local_dir(hub, tmp_path):
@@ -307,6 +441,8 @@ def test_two_threads_asking_at_once_share_one_download(hub):
 def test_two_processes_asking_at_once_share_one_download(hub):
     hub.delay = 1.0
     script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from hub_server import use_xet_stand_in; use_xet_stand_in()\n"
         "import inceptionzoo\n"
         "model = inceptionzoo.create_model('inception_v3.tf_in1k', pretrained=True)\n"
         "print(float(model.state_dict()['fc.weight'].double().sum()))\n"

@@ -2,8 +2,9 @@
 
 Weights come through ``huggingface_hub`` (``hf_hub_download``) from Hub repos, or, for checkpoints published only
 as a URL (torchvision's), through ``torch.hub.download_url_to_file`` with its hash-prefix check, converted once to
-safetensors in the cache. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are read when a
-download is asked for, so setting them at run time works.
+safetensors in torch.hub's checkpoints folder. Hub files are checked against the sha256 the Hub published for them,
+also in huggingface_hub's shared Xet blob store layout. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and
+``HF_HUB_OFFLINE`` are read when a download is asked for, so setting them at run time works.
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
-def _how_to_fetch(name: str) -> str:
+def _how_to_fetch(name: str, folder: Path) -> str:
     return (
         f"run `inceptionzoo download {name}` on a machine with network access and copy its cache folder "
-        f"({hub_cache_dir()}) here, or unset HF_HUB_OFFLINE"
+        f"({folder}) here, or unset HF_HUB_OFFLINE"
     )
 
 
@@ -89,22 +90,52 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify_hub_file(path: Path, name: str) -> Path:
-    """Check a cached Hub file against the sha256 it is stored under (the Hub names LFS blobs by it)."""
-    blob = path.resolve()
-    if not _SHA256.fullmatch(blob.name):
-        return path  # a small git-stored file (config.json): its name is a git hash, nothing to compare
-    actual = _sha256(blob)
-    if actual != blob.name:
+def _published_sha256(pointer: Path) -> tuple[Path, str | None]:
+    """The repo's own blob entry behind a snapshot pointer, and the sha256 the Hub published for the file.
+
+    huggingface_hub names a repo blob ``blobs/<etag>``, and the etag of an LFS file is its sha256. Only the pointer's
+    own link is read: after a Xet download the blob entry is itself a symlink into the cache-wide shared store
+    (``<cache>/blobs/<xx>/<xet hash>``), whose name is a Xet hash, not the sha256.
+    """
+    if not pointer.is_symlink():
+        return pointer, None  # symlinks unsupported (huggingface_hub copied the file into the snapshot): no name
+    blob = Path(os.path.abspath(pointer.parent / os.readlink(pointer)))
+    # a git-stored small file (config.json) is named by its git blob sha1: no sha256 is published for it
+    return blob, blob.name if _SHA256.fullmatch(blob.name) else None
+
+
+def _forget_cached_file(pointer: Path, blob: Path, cache: Path) -> None:
+    """Remove one file from the repo's cache entries: its snapshot pointer and its own blob entry.
+
+    A blob entry that links into huggingface_hub's shared store is unlinked, never the store file, which other repos
+    may reference; huggingface_hub's ``delete_files`` (where the installed version has it) also collects a store file
+    that nothing references any more.
+    """
+    from huggingface_hub import scan_cache_dir
+
+    info = scan_cache_dir(cache)
+    if hasattr(info, "delete_files"):
+        files = [
+            file
+            for repo in info.repos
+            for revision in repo.revisions
+            for file in revision.files
+            if os.path.samefile(file.file_path.parent, pointer.parent) and file.file_name == pointer.name
+        ]
+        if files:
+            info.delete_files(*files).execute()
+    pointer.unlink(missing_ok=True)  # older huggingface_hub, or a cache its scan refused: the same two entries
+    if blob != pointer:
         blob.unlink(missing_ok=True)
-        if path.is_symlink() or path.exists():
-            path.unlink(missing_ok=True)
-        raise CorruptWeightsError(
-            f"the cached weights of {name} are corrupt (sha256 {actual[:12]}..., published {blob.name[:12]}...); "
-            f"the bad file was removed from the cache, so the next call downloads it again "
-            f"(or run `inceptionzoo download {name}`)"
-        )
-    return path
+
+
+def _matches_published_hash(pointer: Path, cache: Path) -> bool:
+    """Whether a cached Hub file hashes to the sha256 it was published with; a file that does not is forgotten."""
+    blob, published = _published_sha256(pointer)
+    if published is None or _sha256(pointer) == published:
+        return True
+    _forget_cached_file(pointer, blob, cache)
+    return False
 
 
 def check_repo_reference(repo_id: str, revision: str | None, name: str) -> None:
@@ -126,10 +157,10 @@ def check_repo_reference(repo_id: str, revision: str | None, name: str) -> None:
         )
 
 
-def hub_file(
-    repo_id: str, filename: str, name: str, cache_dir: str | os.PathLike | None = None, revision: str | None = None
+def _hf_hub_download(
+    repo_id: str, filename: str, name: str, cache: Path, revision: str | None, force_download: bool = False
 ) -> Path:
-    """Download (or find in the cache) one file of a Hub repo, with errors that say what to do."""
+    """``hf_hub_download`` with errors that say what to do."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -139,23 +170,25 @@ def hub_file(
         RevisionNotFoundError,
     )
 
-    check_repo_reference(repo_id, revision, name)
     offline = is_offline()
     try:
-        path = hf_hub_download(
-            repo_id,
-            filename,
-            revision=revision,
-            cache_dir=hub_cache_dir(cache_dir),
-            local_files_only=offline,
-            endpoint=_endpoint(),
-            library_name="inceptionzoo",
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=cache,
+                local_files_only=offline,
+                force_download=force_download,
+                endpoint=_endpoint(),
+                library_name="inceptionzoo",
+            )
         )
     except LocalEntryNotFoundError as error:
         if offline:
             raise WeightsNotCachedError(
                 f"{name}: {filename} from {repo_id} is not in the cache and HF_HUB_OFFLINE is set; "
-                f"{_how_to_fetch(name)}"
+                f"{_how_to_fetch(name, cache)}"
             ) from error
         raise WeightsDownloadError(
             f"{name}: could not reach {_endpoint() or 'the Hugging Face Hub'} to fetch {repo_id}/{filename}, and it is "
@@ -176,11 +209,45 @@ def hub_file(
             f"{name}: downloading {repo_id}/{filename} failed ({type(error).__name__}: {error}); nothing was cached, "
             "try again"
         ) from error
-    return _verify_hub_file(Path(path), name)
 
 
-def _url_to_safetensors(url: str, name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Fetch a PyTorch checkpoint published at ``url`` once, check its hash prefix, and keep it as safetensors."""
+def hub_file(
+    repo_id: str, filename: str, name: str, cache_dir: str | os.PathLike | None = None, revision: str | None = None
+) -> Path:
+    """Download (or find in the cache) one file of a Hub repo, checked against the sha256 the Hub published for it.
+
+    A cached file that does not match is forgotten and, online, downloaded once more with ``force_download``, which
+    also replaces a bad file in huggingface_hub's shared store for every repo that links to it.
+    """
+    check_repo_reference(repo_id, revision, name)
+    cache = hub_cache_dir(cache_dir)
+    path = _hf_hub_download(repo_id, filename, name, cache, revision)
+    if _matches_published_hash(path, cache):
+        return path
+    if not is_offline():
+        path = _hf_hub_download(repo_id, filename, name, cache, revision, force_download=True)
+        if _matches_published_hash(path, cache):
+            return path
+    raise CorruptWeightsError(
+        f"the cached weights of {name} ({repo_id}/{filename}) do not match the sha256 the Hub published for them; "
+        "they were removed from the cache"
+        + ("" if is_offline() else ", and a fresh download did not match either: try again later")
+        + f" (or run `inceptionzoo download {name}` with network access)"
+    )
+
+
+def url_cache_dir() -> Path:
+    """Where checkpoints published as a URL are kept: torch.hub's ``checkpoints`` folder (``TORCH_HOME``), beside
+    torchvision's own downloads, and not inside the Hugging Face cache, whose tools take every folder there for a
+    repo."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _url_to_safetensors(url: str, name: str) -> Path:
+    """Fetch a PyTorch checkpoint published at ``url`` once, check its hash prefix, and keep it as safetensors.
+
+    A copy torchvision already downloaded to the same folder is used when its hash prefix matches.
+    """
     from safetensors.torch import save_file
 
     from ._checkpoint import load_state_dict
@@ -188,28 +255,32 @@ def _url_to_safetensors(url: str, name: str, cache_dir: str | os.PathLike | None
     file_name = Path(urlparse(url).path).name
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", file_name) or file_name.startswith("."):
         raise WeightsDownloadError(f"{name}: refusing the unusual checkpoint file name {file_name!r} in {url}")
-    folder = hub_cache_dir(cache_dir) / "inceptionzoo-url"
+    folder = url_cache_dir()
     target = folder / (Path(file_name).stem + ".safetensors")
     if target.is_file():
         return target
-    if is_offline():
-        raise WeightsNotCachedError(
-            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {_how_to_fetch(name)}"
-        )
     match = _URL_HASH.search(file_name)
+    hash_prefix = match.group(1) if match else None
+    torchvision_copy = folder / file_name
+    have_copy = (
+        torchvision_copy.is_file() and hash_prefix is not None and _sha256(torchvision_copy).startswith(hash_prefix)
+    )
+    if is_offline() and not have_copy:
+        raise WeightsNotCachedError(
+            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {_how_to_fetch(name, folder)}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        download = Path(scratch) / file_name
-        try:
-            torch.hub.download_url_to_file(
-                url, str(download), hash_prefix=match.group(1) if match else None, progress=False
-            )
-        except RuntimeError as error:  # torch.hub's hash-prefix check
-            raise CorruptWeightsError(
-                f"{name}: {url} does not match its published hash ({error}); nothing was cached"
-            ) from error
-        except OSError as error:
-            raise WeightsDownloadError(f"{name}: downloading {url} failed: {error}; try again") from error
+        download = torchvision_copy if have_copy else Path(scratch) / file_name
+        if not have_copy:
+            try:
+                torch.hub.download_url_to_file(url, str(download), hash_prefix=hash_prefix, progress=False)
+            except RuntimeError as error:  # torch.hub's hash-prefix check
+                raise CorruptWeightsError(
+                    f"{name}: {url} does not match its published hash ({error}); nothing was cached"
+                ) from error
+            except OSError as error:
+                raise WeightsDownloadError(f"{name}: downloading {url} failed: {error}; try again") from error
         state_dict = load_state_dict(download)  # torch.load(weights_only=True): no pickled code runs
         converted = Path(scratch) / target.name
         save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted))
@@ -218,7 +289,10 @@ def _url_to_safetensors(url: str, name: str, cache_dir: str | os.PathLike | None
 
 
 def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The local path of the weights ``cfg`` points at, downloading and checking them first if needed."""
+    """The local path of the weights ``cfg`` points at, downloading and checking them first if needed.
+
+    ``cache_dir`` is the Hugging Face cache for Hub repos; checkpoints published as a URL go to :func:`url_cache_dir`.
+    """
     if cfg.file:
         path = Path(cfg.file)
         if not path.is_file():
@@ -228,7 +302,7 @@ def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathL
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         return hub_file(repo_id, cfg.hf_hub_filename or "model.safetensors", name, cache_dir, revision or None)
     if cfg.url:
-        return _url_to_safetensors(cfg.url, name, cache_dir)
+        return _url_to_safetensors(cfg.url, name)
     raise WeightsDownloadError(f"{name} has no published weights")
 
 
