@@ -12,6 +12,7 @@ asserted in the tests: this script is where it is measured.
 import argparse
 import copy
 import csv
+import inspect
 import statistics
 import tempfile
 import time
@@ -106,7 +107,10 @@ def contenders(
         runners[f"{name} channels_last"] = ("fp32", channels_last(peer))
         runners[f"{name} channels_last+BN folded"] = ("fp32", channels_last(fold_peer_batchnorm(copy.deepcopy(peer))))
         runners[f"{name} bf16 autocast+channels_last"] = ("bf16", bf16_autocast(peer))
-    runners["onnxruntime fp32"] = ("fp32", onnx_runtime(ours, example, threads))
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        runners["onnxruntime fp32"] = ("fp32", onnx_runtime(ours, example, threads))
+    else:
+        print(f"ONNX Runtime left out: torch.onnx.export(dynamo=True) is not in torch {torch.__version__}")
     return runners, count_macs(ours, input_size=tuple(example.shape[1:]))
 
 

@@ -244,10 +244,22 @@ class _XetSession:
         return _XetDownloadGroup(**kwargs)
 
 
+def client_shares_xet_blobs() -> bool:
+    """Whether the installed huggingface_hub downloads with Xet into its shared blob store (2.x); older ones ignore
+    the Xet headers and download plain LFS."""
+    import importlib.util
+
+    return importlib.util.find_spec("huggingface_hub.utils._shared_blobs") is not None
+
+
 def use_xet_stand_in(monkeypatch=None) -> None:
     """Make huggingface_hub's Xet downloads fetch from the loopback storage host instead of hf_xet's CAS client."""
-    from huggingface_hub.utils import _xet
-
+    try:
+        from huggingface_hub.utils import _xet
+    except ImportError:
+        return  # a huggingface_hub without Xet support: nothing to replace
+    if not hasattr(_xet, "get_xet_session"):
+        return
     if monkeypatch is not None:
         monkeypatch.setattr(_xet, "get_xet_session", _XetSession)
     else:

@@ -7,6 +7,7 @@ import pytest
 from inceptionzoo.cli import main
 
 
+@pytest.mark.lowest
 def test_list(capsys):
     assert main(["list"]) == 0
     assert "inception_v3" in capsys.readouterr().out.split()
@@ -23,6 +24,7 @@ def test_list_pretrained_matches_library(capsys):
     assert code == (0 if printed else 1)
 
 
+@pytest.mark.lowest
 def test_info_json(capsys):
     assert main(["info", "inception_v3", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -45,6 +47,7 @@ def test_python_dash_m(entry):
     assert "inception_v3" in result.stdout
 
 
+@pytest.mark.lowest
 def test_import_is_light_and_offline():
     """Importing and building a model opens no network connection and loads no training code."""
     code = """

@@ -116,6 +116,7 @@ def scratch(tmp_path, monkeypatch, docs_hub) -> Path:
     return work
 
 
+@pytest.mark.lowest
 @pytest.mark.parametrize(("doc", "index", "code"), PYTHON_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in PYTHON_BLOCKS])
 def test_python_examples_run(doc, index, code, scratch):
     exec(compile(code, f"{doc}[{index}]", "exec"), {"__name__": "__docs__"})

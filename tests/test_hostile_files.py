@@ -5,6 +5,8 @@ import json
 import os
 import pickle
 import random
+import subprocess
+import webbrowser
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,6 @@ from safetensors.torch import save_file
 import inceptionzoo
 from hub_server import HubServer
 from inceptionzoo import (
-    CheckpointError,
     CheckpointMismatchError,
     CorruptCheckpointError,
     UnknownModelError,
@@ -22,6 +23,8 @@ from inceptionzoo import (
     load_checkpoint,
     load_state_dict,
 )
+
+pytestmark = pytest.mark.lowest  # every torch version words its refusals differently
 
 ARCH = "inception_v1_cifar"
 
@@ -36,6 +39,38 @@ class RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+class Calls:
+    """Unpickling this calls ``function(*arguments)``."""
+
+    def __init__(self, function, *arguments) -> None:
+        self.function, self.arguments = function, arguments
+
+    def __reduce__(self):
+        return (self.function, self.arguments)
+
+
+class Rebuilt:
+    """A class of this module: unpickling an instance imports this test module."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Rebuilt, (self.marker,))
+
+
+def hostile_payloads(marker: Path) -> dict[str, tuple[object, str]]:
+    """Pickled objects that would import (and call) something, and the name the error must give."""
+    return {
+        "os.system": (RunsCode(marker), r"os\.system|posix\.system"),
+        "builtins.eval": (Calls(eval, f"open({str(marker)!r}, 'w')"), r"builtins\.eval"),
+        "builtins.exec": (Calls(exec, f"open({str(marker)!r}, 'w')"), r"builtins\.exec"),
+        "subprocess.Popen": (Calls(subprocess.Popen, ["touch", str(marker)]), r"subprocess\.Popen"),
+        "webbrowser.open": (Calls(webbrowser.open, f"file://{marker}"), r"webbrowser\.open"),
+        "a class of the test module": (Rebuilt(str(marker)), r"test_hostile_files\.Rebuilt"),
+    }
+
+
 @pytest.fixture
 def weights() -> dict[str, torch.Tensor]:
     return inceptionzoo.create_model(ARCH).state_dict()
@@ -43,19 +78,18 @@ def weights() -> dict[str, torch.Tensor]:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's own note on the protocol-5 file
 @pytest.mark.parametrize("container", ["torch.save", "nested in state_dict", "pickle protocol 2", "pickle protocol 5"])
-def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path, weights, container):
+@pytest.mark.parametrize("payload", list(hostile_payloads(Path("x"))))
+def test_a_pickle_that_runs_code_is_refused_naming_what_it_imports(tmp_path, weights, container, payload):
     marker, path = tmp_path / "code-ran", tmp_path / "evil.pth"
-    payload = {**weights, "conv1.conv.weight": RunsCode(marker)}
+    hostile, name = hostile_payloads(marker)[payload]
+    state = {**weights, "conv1.conv.weight": hostile}
     if container.startswith("pickle"):
-        path.write_bytes(pickle.dumps(payload, protocol=int(container[-1])))
+        path.write_bytes(pickle.dumps(state, protocol=int(container[-1])))
     else:
-        torch.save({"state_dict": payload} if container.startswith("nested") else payload, path)
-    # torch's safe unpickler stops protocol 5 at its framing, before it reaches the import: refused as unreadable
-    error, message = UnsafeCheckpointError, r"evil\.pth was refused: loading it would import .*system"
-    if container.endswith("5"):
-        error, message = CheckpointError, r"evil\.pth"
+        torch.save({"state_dict": state} if container.startswith("nested") else state, path)
+    message = rf"evil\.pth was refused: loading it would import .*({name})"
     for load in (lambda: load_state_dict(path), lambda: inceptionzoo.create_model(ARCH, checkpoint_path=path)):
-        with pytest.raises(error, match=message):
+        with pytest.raises(UnsafeCheckpointError, match=message):
             load()
     assert not marker.exists()
 

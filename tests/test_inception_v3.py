@@ -9,6 +9,8 @@ from safetensors.torch import save_file
 import inceptionzoo
 from conftest import realistic_batchnorm, relative_error
 
+pytestmark = pytest.mark.lowest  # equal to the lowest supported timm and torchvision too
+
 
 @pytest.fixture(scope="module")
 def trained_pair():

@@ -30,6 +30,7 @@ def takes_aux(name: str) -> bool:
     return "aux_logits" in inspect.signature(type(shared(name)).__init__).parameters
 
 
+@pytest.mark.lowest
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_forward_shapes(name):
     model = shared(name)
@@ -46,6 +47,7 @@ def test_forward_shapes(name):
     assert model.get_classifier() is model.fc
 
 
+@pytest.mark.lowest
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_pretrained_cfg_attribute(name):
     model = shared(name)
@@ -119,6 +121,7 @@ def test_aux_heads_return_one_type_in_both_modes(name):
     sum(tensor.sum() for tensor in train_out).backward()
 
 
+@pytest.mark.lowest
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_features_only_and_intermediates_agree(name):
     model = shared(name)

@@ -6,6 +6,8 @@ import inceptionzoo
 from inceptionzoo import _registry
 from inceptionzoo._registry import UnknownModelError
 
+pytestmark = pytest.mark.lowest  # the lowest supported versions too
+
 
 def test_list_models_wildcards_and_excludes():
     all_models = inceptionzoo.list_models()

@@ -53,6 +53,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+@pytest.mark.lowest
 def test_a_run_writes_metrics_plot_checkpoints_and_a_loadable_model(colours, tmp_path):
     summary = fit(quick(colours, tmp_path / "run", eval_test=True))
     run = tmp_path / "run"
@@ -159,6 +160,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.lowest
 def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, tmp_path):
     run = tmp_path / "ddp"
     result = torchrun(

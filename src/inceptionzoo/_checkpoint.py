@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
 import os
 import pickle
+import pickletools
 import re
+import struct
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,20 +45,90 @@ class UnsafeCheckpointError(CheckpointError):
     """A pickled checkpoint that would import or call Python code when loaded; it is refused without running it."""
 
 
+# what torch's own checkpoints import, besides torch itself; torch allows these under weights_only
+_EXPECTED_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set", "builtins.frozenset")
+
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _python3_name(dotted: str) -> str:
+    """The name Python 3's unpickler imports for a protocol 0-2 pickle's Python 2 name (``__builtin__.eval``)."""
+    module, name = dotted.rsplit(".", 1)
+    module, name = _compat_pickle.NAME_MAPPING.get(
+        (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
+    )
+    return f"{module}.{name}"
+
+
+def _pickle_globals(data: bytes) -> set[str]:
+    """Every ``module.name`` a pickle stream would import, read statically (nothing is unpickled).
+
+    Written by hand because torch's own scan (``get_unsafe_globals_in_checkpoint``) reads only zip checkpoints and
+    exists only in newer torch. Several pickles in a row (torch's legacy format) are read until the first that is not
+    one. ``STACK_GLOBAL`` takes its two names from the strings pushed or fetched from the memo before it.
+    """
+    found: set[str] = set()
+    memo: dict[int, str | None] = {}
+    strings: list[str | None] = []
+    stream = io.BytesIO(data)
+    while stream.tell() < len(data):
+        imports: set[str] = set()
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                pushed: str | None = None
+                if opcode.name in ("GLOBAL", "INST"):
+                    imports.add(".".join(str(arg).split(" ", 1)))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and None not in strings[-2:]:
+                    imports.add(f"{strings[-2]}.{strings[-1]}")
+                elif "UNICODE" in opcode.name or "STRING" in opcode.name:
+                    pushed = str(arg)
+                elif opcode.name == "MEMOIZE":
+                    memo[len(memo)] = strings[-1] if strings else None
+                    continue
+                elif opcode.name.endswith("PUT"):
+                    memo[int(arg)] = strings[-1] if strings else None
+                    continue
+                elif opcode.name.endswith("GET"):
+                    pushed = memo.get(int(arg))
+                strings.append(pushed)
+        except (ValueError, EOFError, pickle.UnpicklingError, struct.error):
+            break  # not (or no longer) a pickle: the raw tensor bytes of the legacy format, or garbage
+        found |= {_python3_name(name) for name in imports if _DOTTED_NAME.fullmatch(name)}  # a pickle read to its end
+    return found
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """What a refused pickle would import: torch's answer where the installed torch has it, else our own scan."""
+    ask_torch = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if ask_torch is not None and zipfile.is_zipfile(path):
+        try:
+            return sorted(_python3_name(name) for name in ask_torch(str(path)))  # torch gives the raw names
+        except Exception:  # a zip that is not a torch.save checkpoint: scan it ourselves
+            pass
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            data = b"".join(archive.read(n) for n in archive.namelist() if n.endswith(".pkl"))
+    return sorted(name for name in _pickle_globals(data) if not name.startswith(_EXPECTED_GLOBALS))
+
+
 def _read_pickled(path: Path) -> object:
-    """``torch.load(weights_only=True)``: only tensors and plain containers are built, no pickled code runs."""
+    """``torch.load(weights_only=True)``: only tensors and plain containers are built, no pickled code runs.
+
+    A refused file is :class:`UnsafeCheckpointError` naming what it would import, read from the pickle itself rather
+    than from torch's message, whose wording changes between versions.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        refused = re.search(r"unsupported GLOBAL ([\w.]+)", str(error))
+    except Exception as error:  # torch's unpickler raises anything on garbage, IndexError included
+        refused = _unsafe_globals(path)
         if refused:
             raise UnsafeCheckpointError(
-                f"{path} was refused: loading it would import {refused.group(1)}, and a pickle can run any code it "
+                f"{path} was refused: loading it would import {', '.join(refused)}, and a pickle can run any code it "
                 "imports. inceptionzoo loads only tensors (torch.load with weights_only=True). If you trust where the "
                 "file came from, convert it to safetensors yourself"
             ) from None
-        raise CorruptCheckpointError(f"{path} is not a PyTorch checkpoint that can be read safely ({error})") from None
-    except Exception as error:  # torch's unpickler raises anything on garbage, IndexError included
         raise CorruptCheckpointError(
             f"{path} cannot be read as a PyTorch checkpoint: it is truncated or not a checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'})"
