@@ -262,5 +262,7 @@ def use_xet_stand_in(monkeypatch=None) -> None:
         return
     if monkeypatch is not None:
         monkeypatch.setattr(_xet, "get_xet_session", _XetSession)
+        # huggingface_hub caches the storage host per token route; a later test's Hub may reuse this one's port
+        monkeypatch.setattr(_xet, "XET_CONNECTION_INFO_CACHE", {}, raising=False)
     else:
         _xet.get_xet_session = _XetSession

@@ -21,8 +21,6 @@ from conftest import realistic_batchnorm, relative_error
 from hub_server import HubServer, client_shares_xet_blobs, xet_hash
 from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
 
-pytestmark = pytest.mark.lowest  # the lowest supported huggingface_hub too
-
 
 def _safetensors(state_dict: dict[str, torch.Tensor]) -> bytes:
     return save({k: v.contiguous() for k, v in state_dict.items()})
@@ -78,6 +76,7 @@ def hub(request, weights, tmp_path, monkeypatch):
 
 
 CLIENTS = pytest.mark.parametrize("hub", ["xet", "no-xet"], indirect=True)
+LOWEST = pytest.mark.lowest  # also run with the lowest supported huggingface_hub (a quick subset)
 
 
 def weight_gets(server: HubServer) -> int:
@@ -110,6 +109,7 @@ def googlenet_url(hub: HubServer, weights) -> dict:
     return {"url": f"{hub.url}/files/{weights['googlenet_file']}"}
 
 
+@LOWEST
 @CLIENTS
 def test_download_once_then_cache_then_offline(hub, weights, monkeypatch):
     model = inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True).eval()
@@ -146,6 +146,7 @@ def test_offline_with_empty_cache_says_how_to_fetch(hub, monkeypatch):
     assert hub.requests == []
 
 
+@LOWEST
 @CLIENTS
 def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
     from inceptionzoo.cli import main
@@ -185,6 +186,7 @@ def hub_state(hub: HubServer) -> dict:
     return load(hub.repos["timm/inception_v3.tf_in1k"]["model.safetensors"])
 
 
+@LOWEST
 @CLIENTS
 def test_corrupt_download_is_detected_removed_and_refetched(hub, monkeypatch):
     hub.fault = "corrupt"  # other bytes under the published sha256, on every try
@@ -250,6 +252,7 @@ def test_a_shared_store_file_is_repaired_for_every_repo_and_never_deleted_while_
         assert torch.equal(model.state_dict()["fc.weight"], weights["timm_aux"].state_dict()["fc.weight"])
 
 
+@LOWEST
 def test_revisions_branch_tag_and_commit_then_offline(hub, weights, monkeypatch):
     commit = hub.commit("timm/inception_v3.tv_in1k")
     for revision in ("main", "v1.0", commit):
@@ -293,6 +296,7 @@ def test_aux_head_without_published_aux_weights_is_named(hub):
         inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True, aux_logits=True)
 
 
+@LOWEST
 def test_torchvision_googlenet_url_checked_converted_and_equal(hub, weights, monkeypatch):
     overlay = googlenet_url(hub, weights)
     model = inceptionzoo.create_model("inception_v1_tv.tv_in1k", pretrained=True, pretrained_cfg_overlay=overlay)
@@ -462,6 +466,7 @@ def test_two_processes_asking_at_once_share_one_download(hub):
     assert weight_gets(hub) == 1
 
 
+@LOWEST
 def test_offline_with_a_partly_filled_cache(hub, monkeypatch):
     inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)  # cached
     hub.fault = "drop"  # tf_in1k's download breaks off half way, leaving an incomplete file in the cache
