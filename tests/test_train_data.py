@@ -50,6 +50,16 @@ def test_missing_or_empty_sources_are_explained(tmp_path):
         load_image_folder(tmp_path / "empty", "train")
 
 
+def test_images_of_other_sizes_or_unreadable_files_are_named(folder, tmp_path):
+    root, _ = folder
+    Image.new("RGB", (48, 40)).save(root / "train" / "ship" / "9999.png")
+    with pytest.raises(ValueError, match=r"ship/9999\.png is 48x40 pixels, but .*cat/0000\.png is 32x32"):
+        load_image_folder(root, "train")
+    (root / "train" / "ship" / "9999.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"ship/9999\.png cannot be read as an image"):
+        load_image_folder(root, "train")
+
+
 def test_validation_split_is_balanced_and_disjoint(folder):
     data = load_image_folder(folder[0], "train")
     train, validation = split_validation(data, size=4, seed=1)

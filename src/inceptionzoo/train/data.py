@@ -43,23 +43,26 @@ class ImageTensors:
         return len(self.labels)
 
 
-def _decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+def _decode(data: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{name} cannot be read as an image ({error})") from None
 
 
-def _members(source: Path, split: str) -> Iterator[tuple[str, bytes]]:
-    """``(class name, file bytes)`` for every image of ``split``, from a folder or a tar archive."""
+def _members(source: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
+    """``(class name, where the file is, file bytes)`` for every image of ``split``, from a folder or a tar archive."""
     if source.is_dir():
         for path in sorted((source / split).glob("*/*")):
             if path.is_file():
-                yield path.parent.name, path.read_bytes()
+                yield path.parent.name, str(path), path.read_bytes()
         return
     with tarfile.open(source) as archive:
         for member in archive:
             parts = Path(member.name).parts
             if member.isfile() and len(parts) >= 3 and parts[-3] == split:
-                yield parts[-2], archive.extractfile(member).read()
+                yield parts[-2], f"{source}:{member.name}", archive.extractfile(member).read()
 
 
 def load_image_folder(
@@ -80,8 +83,17 @@ def load_image_folder(
             saved = torch.load(cache, weights_only=True)
             return ImageTensors(saved["images"], saved["labels"], tuple(saved["classes"]))
     pixels, names = [], []
-    for class_name, data in _members(source, split):
-        pixels.append(_decode(data))
+    first = ""
+    for class_name, where, data in _members(source, split):
+        image = _decode(data, where)
+        if pixels and image.shape != pixels[0].shape:
+            raise ValueError(
+                f"{where} is {image.shape[1]}x{image.shape[0]} pixels, but {first} is "
+                f"{pixels[0].shape[1]}x{pixels[0].shape[0]}: the in-memory loader holds images of one size "
+                "(CIFAR-style data); resize the images to one size first"
+            )
+        first = first or where
+        pixels.append(image)
         names.append(class_name)
     if not pixels:
         raise ValueError(f"{source} has no images under {split}/<class>/")
