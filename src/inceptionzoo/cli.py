@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_push.add_argument("--private", action="store_true", help="create the repo as private")
     p_push.add_argument("--local-dir", default=None, help="only write the files to this folder, upload nothing")
     p_push.set_defaults(func=_cmd_push)
-    # `inceptionzoo train ...` is handed to inceptionzoo.train.cli whole (see main); listed here for --help
+    # `inceptionzoo train|validate ...` go to inceptionzoo.train whole (see main); listed here for --help
     sub.add_parser("train", add_help=False, help="train or fine-tune a model (the train extra); see train --help")
+    sub.add_parser("validate", add_help=False, help="top-1/top-5/loss/speed of a model on a dataset (the train extra)")
     return parser
 
 
@@ -125,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.cli import main as train_main  # training code is imported only when asked for
 
         return train_main(argv[1:], prog="inceptionzoo train")
+    if argv[:1] == ["validate"]:
+        from .train.validate import main as validate_main
+
+        return validate_main(argv[1:], prog="inceptionzoo validate")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -19,8 +19,9 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 _HELP = {
     "model": "registered model name, optionally with a weight tag (e.g. inception_v3.tv_in1k); default: %(default)s",
-    "data": "an ImageFolder folder or .tar.gz with train/<class>/ and test/<class>/, "
-    "or torchvision:ROOT for torchvision's CIFAR10 under ROOT",
+    "data": "a folder with train/<class>/<images> (and val/ or test/), a folder with train/*.tar shards in the "
+    "webdataset layout (and val/ or test/), a .tar.gz of an ImageFolder tree, or torchvision:ROOT for torchvision's "
+    "CIFAR10 under ROOT",
     "output": "folder for checkpoints, metrics.csv/.jsonl, metrics.png, summary.json and the final model/ "
     "(default: a new runs/<model>-<date>-<time>)",
     "pretrained": "start from the model's pretrained weights (the classifier is replaced to fit the data's classes, "
@@ -55,7 +56,29 @@ _HELP = {
     "device": "auto (CUDA when present), cuda or cpu",
     "resume": "continue the run whose output folder (or checkpoint folder) this is, exactly where it stopped",
     "keep_checkpoints": "how many epoch checkpoints to keep (default: %(default)s)",
-    "progress": "show tqdm progress bars (default on)",
+    "progress": "show progress: a tqdm bar on a terminal, else one line every --log-every steps (default on)",
+    "data_mode": "auto (in memory when every image has one size and the split fits --memory-budget-gb, else "
+    "streamed), memory or stream (default: %(default)s)",
+    "memory_budget_gb": "the most decoded images the in-memory path may hold, in GiB (default: %(default)s)",
+    "workers": "DataLoader worker processes per process that decode and augment streamed images (default: the "
+    "cores per process less one, at most 8)",
+    "skip_bad_images": "skip unreadable or truncated images and count them in the epoch summary, instead of "
+    "stopping with an error naming the file",
+    "train_crop": "training crop: inception (random-resized crop of 8-100%% of the area, aspect 3/4-4/3), pad (CIFAR: "
+    "4 pixels of padding and a random crop) or auto (pad for inputs of 64 pixels or less) (default: %(default)s)",
+    "color_jitter": "colour jitter strength for brightness, contrast and saturation (default off)",
+    "auto_augment": "timm auto-augment policy, e.g. rand-m9-mstd0.5 for RandAugment (default off)",
+    "random_erasing": "probability of random erasing per image (default: %(default)s)",
+    "mixup": "mixup alpha, timm's Mixup (default off)",
+    "cutmix": "cutmix alpha, timm's Mixup (default off)",
+    "grad_accum": "batches whose gradients are summed per optimizer step: the effective batch is "
+    "--batch-size x this x processes (default: %(default)s)",
+    "layer_decay": "layer-wise learning-rate decay for fine-tuning, e.g. 0.75: each layer group below the top gets "
+    "that factor once more (timm's optimizer factory, the model's group_matcher; default off)",
+    "freeze": "train only the classifier: the frozen backbone computes every image's features once (cached), "
+    "then the classifier trains on them (a linear probe, minutes on a CPU)",
+    "unfreeze_after": "train only the classifier for the first N epochs, then the whole network (default off)",
+    "log_every": "without a terminal, print one progress line every N steps (default: %(default)s)",
 }
 
 
@@ -70,8 +93,9 @@ def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -
     defaults = defaults or TrainConfig()
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train or fine-tune an inceptionzoo model on an image-classification dataset held in memory "
-        "(CIFAR-10 by default). Run it under torchrun for distributed data-parallel training.",
+        description="Train or fine-tune an inceptionzoo model on an image-classification dataset: a folder of "
+        "images, tar shards, a .tar.gz or torchvision's CIFAR-10. Run it under torchrun for distributed data-parallel "
+        "training.",
     )
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")

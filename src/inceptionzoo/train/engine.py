@@ -4,6 +4,8 @@ per-step learning rates and weight averaging, with no host synchronisation insid
 Under ``torch.distributed`` the epoch's sums are all-reduced, so every rank returns the same global figures.
 """
 
+import contextlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,46 +75,82 @@ def train_one_epoch(
     scheduler: Any = None,
     num_updates: int = 0,
     grad_scaler: torch.amp.GradScaler | None = None,
-    on_step: Callable[[int, torch.Tensor], None] | None = None,
+    on_step: Callable[[int, torch.Tensor, float], None] | None = None,
+    grad_accum: int = 1,
+    mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss.
 
     ``scheduler`` (a timm scheduler) gets ``step_update`` after every optimizer step, counted from ``num_updates``;
-    ``grad_scaler`` is for fp16; ``on_step(step, running_totals)`` is called after each step (progress bars).
+    ``grad_scaler`` is for fp16; ``grad_accum`` sums the gradients of that many batches per optimizer step (without
+    DDP's all-reduce in between); ``mixup`` (timm's ``Mixup``) mixes each batch and returns soft targets;
+    ``on_step(step, running_totals, data_wait_seconds)`` is called after each batch (progress reports).
     """
     device = torch.device(device)
     model.train()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
-    for step, (images, labels) in enumerate(data):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with _autocast(device, autocast_dtype):
-            logits, aux = _split_outputs(model(images))
-            loss = loss_fn(logits, labels)
-            for aux_logits in aux:
-                loss = loss + recipe.aux_weight * loss_fn(aux_logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        if grad_scaler is not None:
-            grad_scaler.scale(loss).backward()
-            grad_scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if recipe.clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
-        if grad_scaler is not None:
-            grad_scaler.step(optimizer)
-            grad_scaler.update()
-        else:
-            optimizer.step()
-        num_updates += 1
-        if scheduler is not None:
-            scheduler.step_update(num_updates=num_updates)
-        if ema is not None:
-            ema.update(unwrap_model(model), step=num_updates)
+    data_wait = 0.0
+    optimizer.zero_grad(set_to_none=True)  # a partial accumulation left by the last epoch is dropped
+    batches = iter(data)
+    step = 0
+    while True:
+        waited = time.perf_counter()
+        batch = next(batches, None)
+        data_wait += time.perf_counter() - waited
+        if batch is None:
+            break
+        images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        targets = labels
+        if mixup is not None:
+            images, targets = mixup(images, labels)
+        last_of_update = (step + 1) % grad_accum == 0
+        sync = contextlib.nullcontext() if last_of_update or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with _autocast(device, autocast_dtype):
+                logits, aux = _split_outputs(model(images))
+                loss = loss_fn(logits, targets)
+                for aux_logits in aux:
+                    loss = loss + recipe.aux_weight * loss_fn(aux_logits, targets)
+            scaled = loss / grad_accum
+            if grad_scaler is not None:
+                grad_scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        if last_of_update:
+            num_updates += 1
+            _update(model, optimizer, recipe, grad_scaler, scheduler, ema, num_updates)
         with torch.no_grad():  # accumulated on the device: no .item() per step
             totals += _batch_totals(loss, logits, labels)
         if on_step is not None:
-            on_step(step, totals)
+            on_step(step, totals, data_wait)
+        step += 1
     return _stats(totals)
+
+
+def _update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    recipe: Recipe,
+    grad_scaler: torch.amp.GradScaler | None,
+    scheduler: Any,
+    ema: nn.Module | None,
+    num_updates: int,
+) -> None:
+    """One optimizer step on the gradients gathered so far: unscale, clip, step, schedule, average, zero."""
+    if grad_scaler is not None:
+        grad_scaler.unscale_(optimizer)
+    if recipe.clip_grad is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
+    if grad_scaler is not None:
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None:
+        scheduler.step_update(num_updates=num_updates)
+    if ema is not None:
+        ema.update(unwrap_model(model), step=num_updates)
 
 
 def _stats(totals: torch.Tensor) -> EpochStats:

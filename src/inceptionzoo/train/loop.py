@@ -18,8 +18,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import find_checkpoint, load_training_state, save_training_state
-from .data import ImageTensors, batches, load_dataset, split_validation, subset
+from .checkpoint import LATEST, find_checkpoint, load_training_state, save_training_state
+from .data.sources import DataOptions, Splits, open_splits
+from .data.transforms import Augmentation
 from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
 from .recipes import RECIPES, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
 from .reporting import MetricsLog, plot_metrics
@@ -62,10 +63,28 @@ class TrainConfig:
     resume: str | None = None
     keep_checkpoints: int = 2
     progress: bool = True
+    data_mode: str = "auto"
+    memory_budget_gb: float = 4.0
+    workers: int | None = None
+    skip_bad_images: bool = False
+    train_crop: str = "auto"
+    color_jitter: float | None = None
+    auto_augment: str | None = None
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    grad_accum: int = 1
+    layer_decay: float | None = None
+    freeze: bool = False
+    unfreeze_after: int | None = None
+    log_every: int = 50
 
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
-_RESUME_MUST_MATCH = ("model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed")
+_RESUME_MUST_MATCH = (
+    "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
+    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix",
+)  # fmt: skip
 
 
 def _default_cache_dir() -> Path:
@@ -146,29 +165,6 @@ def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> A
     return replace(recipe, lr=lr)
 
 
-def _load_data(config: TrainConfig, env: _Distributed) -> tuple[ImageTensors, ImageTensors | None, ImageTensors | None]:
-    if not config.data:
-        raise ValueError("no data: pass --data PATH (an ImageFolder folder or .tar.gz) or --data torchvision:ROOT")
-    cache = config.cache_dir or _default_cache_dir()
-    # rank 0 decodes and caches first; the other ranks then read its cache
-    for turn in (True, False):
-        if env.is_main == turn:
-            train = load_dataset(config.data, "train", cache_dir=cache, download=config.download)
-            test = None
-            if config.eval_test:
-                test = load_dataset(config.data, "test", cache_dir=cache, download=config.download)
-        env.barrier()
-    if config.subset:
-        train = subset(train, config.subset, seed=config.seed)
-        test = subset(test, config.subset, seed=config.seed) if test is not None else None
-    val = None
-    if config.val_size:
-        if config.val_size >= len(train):
-            raise ValueError(f"--val-size {config.val_size} leaves no training images (only {len(train)} in train/)")
-        train, val = split_validation(train, config.val_size, seed=config.seed)
-    return train, val, test
-
-
 def _new_run_folder(model: str, env: _Distributed) -> str:
     """``runs/<model>-<date>-<time>``, as timm names runs; rank 0's choice is shared with the other ranks."""
     name = [f"runs/{model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"]
@@ -177,10 +173,48 @@ def _new_run_folder(model: str, env: _Distributed) -> str:
     return name[0]
 
 
-def _progress_bar(total: int, description: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+def default_workers(world_size: int) -> int:
+    """DataLoader workers per process for streamed data: the cores this process has, less one for training."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores // world_size - 1))
 
-    return tqdm(total=total, desc=description, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+class _Progress:
+    """A tqdm bar on a terminal; elsewhere (a CI log, a batch job's file) one line every ``every`` steps instead
+    of a redraw per step. Both show loss, top-1, images per second and the time spent waiting for data."""
+
+    def __init__(self, total: int, description: str, enabled: bool, every: int, world_size: int) -> None:
+        self.total, self.description, self.enabled, self.every = total, description, enabled, every
+        self.world_size = world_size
+        self.began = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, step: int, totals: torch.Tensor, data_wait: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        last = step + 1 == self.total
+        if (step + 1) % (10 if self.bar is not None else self.every) and not last:
+            return
+        loss, top1, _, seen = totals.tolist()  # a host sync, but only every few steps
+        elapsed = time.perf_counter() - self.began
+        rate = seen * self.world_size / elapsed
+        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}",
+                       data_wait=f"{100 * data_wait / elapsed:.0f}%")  # fmt: skip
+        if self.bar is not None:
+            self.bar.set_postfix(figures)
+        else:
+            shown = "  ".join(f"{k} {v}" for k, v in figures.items())
+            print(f"{self.description} step {step + 1}/{self.total}: {shown}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _replicas_identical(model: nn.Module) -> bool:
@@ -198,201 +232,316 @@ def _replicas_identical(model: nn.Module) -> bool:
 
 def fit(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; returns the summary also written to ``<output>/summary.json``."""
-    from .. import create_model
-
     started = time.perf_counter()
     env = _Distributed(config.device)
     try:
-        return _fit(config, env, create_model, started)
+        run = _Run(config, env, started)
+        if config.freeze:
+            from .probe import fit_frozen
+
+            return fit_frozen(run)
+        return run.train()
     finally:
         env.close()
 
 
-def _fit(config: TrainConfig, env: _Distributed, create_model: Any, started: float) -> dict[str, Any]:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if config.sync_bn and env.world_size > 1 and env.device.type != "cuda":
-        raise ValueError(
-            "--sync-bn needs CUDA devices: torch's SyncBatchNorm does not run on CPU. Without it each CPU process "
-            "normalises with its own batches' statistics, and the running statistics are averaged after every epoch"
-        )
-    output = Path(config.output or _new_run_folder(config.model, env))
-    config = replace(config, output=str(output))
-    checkpoints = output / "checkpoints"
-    if config.resume is None and (checkpoints / "latest").exists():
-        raise FileExistsError(
-            f"{output} already holds a run; pass --resume {output} to continue it, or choose another --output"
-        )
-    train, val, test = _load_data(config, env)
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, pretrained=config.pretrained, num_classes=len(train.classes))
-    recipe = _resolve_recipe(config, model, env.world_size)
-    data_cfg = model.pretrained_cfg
-    size = config.image_size or data_cfg["input_size"][-1]
-    mean, std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
-    autocast_dtype = _autocast_dtype(config.amp, env.device)
-    if config.sync_bn and env.world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(env.device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer(model, recipe)
-    ema = create_ema(model, recipe)
-    grad_scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-    sampler = torch.utils.data.DistributedSampler(
-        range(len(train)), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=config.seed, drop_last=True
-    )
-    updates_per_epoch = len(sampler) // recipe.batch_size
-    if updates_per_epoch == 0:
-        raise ValueError(
-            f"batch size {recipe.batch_size} is larger than this process's {len(sampler)} training images; "
-            "lower --batch-size or raise --subset"
-        )
-    scheduler = create_scheduler(optimizer, recipe, epochs=recipe.epochs, updates_per_epoch=updates_per_epoch)
-    resolved = {**asdict(config), "recipe": recipe.name, "resolved_recipe": asdict(recipe)}
+class _Run:
+    """One training run, as named steps: set up (model, data, recipe, optimizer, restore), then per epoch train,
+    validate and checkpoint, then test and save."""
 
-    start_epoch, train_seconds = 0, 0.0
-    if config.resume is not None:
-        state = load_training_state(config.resume, model, ema.module if ema is not None else None)
+    def __init__(self, config: TrainConfig, env: _Distributed, started: float) -> None:
+        from .. import create_model
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.sync_bn and env.world_size > 1 and env.device.type != "cuda":
+            raise ValueError(
+                "--sync-bn needs CUDA devices: torch's SyncBatchNorm does not run on CPU. Without it each CPU process "
+                "normalises with its own batches' statistics, and the running statistics are averaged after every "
+                "epoch"
+            )
+        if config.grad_accum < 1:
+            raise ValueError(f"--grad-accum must be 1 or more, got {config.grad_accum}")
+        if not config.data:
+            raise ValueError(
+                "no data: pass --data PATH (an ImageFolder folder, a folder of tar shards, or a .tar.gz) or "
+                "--data torchvision:ROOT"
+            )
+        self.env, self.started = env, started
+        self.output = Path(config.output or _new_run_folder(config.model, env))
+        self.config = config = replace(config, output=str(self.output))
+        self.checkpoints = self.output / "checkpoints"
+        self.cache_dir = str(config.cache_dir or _default_cache_dir())
+        if config.resume is None and (self.checkpoints / LATEST).exists():
+            raise FileExistsError(
+                f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
+                "--output"
+            )
+        # the model first (its input size and preprocessing decide the transforms), then the data
+        torch.manual_seed(config.seed)
+        probe_model = create_model(config.model, pretrained=False)
+        self.size = self._image_size(probe_model)
+        self.recipe = _resolve_recipe(config, probe_model, env.world_size)
+        self.splits = self._open_data(probe_model)
+        torch.manual_seed(config.seed)
+        self.model = create_model(config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes))
+        self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
+        self.autocast_dtype = _autocast_dtype(config.amp, env.device)
+
+    def _image_size(self, model: nn.Module) -> int:
+        native = model.pretrained_cfg["input_size"][-1]
+        size = self.config.image_size or native
+        minimum = model.pretrained_cfg["min_input_size"][-1]
+        if size < minimum:
+            raise ValueError(f"--image-size {size} is below {self.config.model}'s minimum input of {minimum} pixels")
+        return size
+
+    def _open_data(self, model: nn.Module) -> Splits:
+        config, env = self.config, self.env
+        augmentation = Augmentation(
+            crop=config.train_crop, color_jitter=config.color_jitter, auto_augment=config.auto_augment,
+            random_erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
+        )  # fmt: skip
+        options = DataOptions(
+            source=config.data, mode=config.data_mode, memory_budget_gb=config.memory_budget_gb,
+            workers=config.workers if config.workers is not None else default_workers(env.world_size),
+            cache_dir=self.cache_dir, download=config.download, subset=config.subset,
+            val_size=config.val_size, eval_test=config.eval_test, seed=config.seed,
+            skip_bad=config.skip_bad_images, augmentation=augmentation,
+        )  # fmt: skip
+        return open_splits(
+            options, model, self.recipe.batch_size, self.size, rank=env.rank, world_size=env.world_size,
+            channels_last=config.channels_last, pin_memory=env.device.type == "cuda", barrier=env.barrier,
+            augment_train=not config.freeze,
+        )  # fmt: skip
+
+    # -- training ------------------------------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        config, env, recipe, model = self.config, self.env, self.recipe, self.model
+        if config.sync_bn and env.world_size > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(env.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        if config.unfreeze_after:
+            self._set_backbone_trainable(False)
+        optimizer = create_optimizer(model, recipe, layer_decay=config.layer_decay)
+        ema = create_ema(model, recipe)
+        grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+        updates_per_epoch = len(self.splits.train) // config.grad_accum
+        if updates_per_epoch == 0:
+            raise ValueError(
+                f"batch size {recipe.batch_size} x --grad-accum {config.grad_accum} is larger than this process's "
+                f"{self.splits.train.images} training images; lower --batch-size or raise --subset"
+            )
+        scheduler = create_scheduler(optimizer, recipe, epochs=recipe.epochs, updates_per_epoch=updates_per_epoch)
+        mixup = self._mixup()
+        resolved = {**asdict(self.config), "recipe": recipe.name, "resolved_recipe": asdict(recipe)}
+        start_epoch, train_seconds = self.restore_into(model, resolved, optimizer, scheduler, grad_scaler, ema)
+        scheduler.step_update(num_updates=start_epoch * updates_per_epoch)
+        loss_fn = create_loss(recipe)
+        metrics = self.announce(resolved, start_epoch)
+
+        net = self._wrap(model)
+        row: dict[str, Any] = {}
+        for epoch in range(start_epoch, recipe.epochs):
+            epoch_start = time.perf_counter()
+            unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
+            if unfreeze and self._set_backbone_trainable(True):
+                net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
+            torch.manual_seed(_seed(config, epoch, env.rank))  # dropout and any other draws of this epoch
+            loader = self.splits.train.epoch(epoch, generator_seed=_seed(config, epoch, env.rank))
+            progress = _Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
+                                 env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
+            stats = train_one_epoch(
+                net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
+                device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
+                grad_scaler=grad_scaler, on_step=progress, grad_accum=config.grad_accum, mixup=mixup,
+            )  # fmt: skip
+            progress.close()
+            self._average_batchnorm_statistics(ema)
+            train_time = time.perf_counter() - epoch_start
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": stats.loss,
+                "train_top1": stats.top1,
+                "train_top5": stats.top5,
+                "train_images_per_s": stats.images / train_time,
+            }
+            skipped = self._all_ranks_sum(self.splits.train.skipped)
+            if skipped:
+                row["skipped_images"] = skipped
+            if self.splits.val is not None:
+                val_stats = self.evaluate(self.splits.val, ema)
+                row.update(val_loss=val_stats.loss, val_top1=val_stats.top1, val_top5=val_stats.top5)
+            train_seconds += time.perf_counter() - epoch_start
+            row.update(epoch_s=time.perf_counter() - epoch_start, elapsed_s=train_seconds)
+            if env.is_main:
+                self.save_epoch(metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds)
+            env.barrier()
+        return self.finish(row, ema, train_seconds)
+
+    def _mixup(self) -> Any:
+        config = self.config
+        if not (config.mixup or config.cutmix):
+            return None
+        if self.recipe.batch_size % 2:
+            raise ValueError(f"--mixup/--cutmix mix pairs of images: the batch size must be even, got "
+                             f"{self.recipe.batch_size}")  # fmt: skip
+        from timm.data import Mixup
+
+        # the loss applies the recipe's label smoothing to the mixed targets, so Mixup adds none of its own
+        return Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=0.0,
+                     num_classes=len(self.splits.classes))  # fmt: skip
+
+    def _set_backbone_trainable(self, trainable: bool) -> bool:
+        """Freeze or unfreeze every parameter outside the classifier; True when anything changed."""
+        classifier = {id(p) for p in unwrap_model(self.model).get_classifier().parameters()}
+        changed = False
+        for parameter in self.model.parameters():
+            if id(parameter) not in classifier and parameter.requires_grad != trainable:
+                parameter.requires_grad_(trainable)
+                changed = True
+        if changed and self.env.is_main and not trainable:
+            print(f"backbone frozen for the first {self.config.unfreeze_after} epoch(s)", flush=True)
+        return changed
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        net = model
+        if self.env.world_size > 1:
+            device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.compile:  # the training step only; evaluation runs the plain modules (no second compilation)
+            net = torch.compile(net)
+        return net
+
+    def restore_into(
+        self, model: nn.Module, resolved: dict, optimizer: Any, scheduler: Any, grad_scaler: Any, ema: Any
+    ) -> tuple[int, float]:
+        """Load ``--resume``'s checkpoint; the run goes on at the next epoch (an epoch cut short is run again from
+        its start, with the same data order and augmentation as an uninterrupted run)."""
+        if self.config.resume is None:
+            return 0, 0.0
+        state = load_training_state(self.config.resume, model, ema.module if ema is not None else None)
         saved = state["config"]
         differs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != resolved.get(k)]
         if differs:
             details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {resolved.get(k)!r}" for k in differs)
-            raise ValueError(f"cannot resume {find_checkpoint(config.resume)} with different settings ({details})")
+            raise ValueError(f"cannot resume {find_checkpoint(self.config.resume)} with different settings ({details})")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if grad_scaler is not None and "grad_scaler" in state:
             grad_scaler.load_state_dict(state["grad_scaler"])
-        start_epoch, train_seconds = state["epoch"] + 1, state["train_seconds"]
-    scheduler.step_update(num_updates=start_epoch * updates_per_epoch)
+        return state["epoch"] + 1, state["train_seconds"]
 
-    net = model
-    if env.world_size > 1:
-        device_ids = [env.device.index] if env.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if config.compile:  # the training step only; evaluation runs the plain modules (no second compilation)
-        net = torch.compile(net)
-    loss_fn = create_loss(recipe)
-    eval_loss = nn.CrossEntropyLoss()
-    metrics = None
-    if env.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-        metrics = MetricsLog(output, start_epoch=start_epoch)
-        line = (
-            f"{config.model}: {len(train):,} training images at {size}x{size}, {len(val) if val else 0:,} validation; "
-            f"{env.world_size} process(es) on {env.device}, {torch.get_num_threads()} threads, "
-            f"autocast {autocast_dtype}, recipe {recipe.name} (lr {recipe.lr:g}, batch {recipe.batch_size}), "
-            f"epochs {start_epoch + 1}-{recipe.epochs}"
+    def announce(self, resolved: dict, start_epoch: int) -> MetricsLog | None:
+        if not self.env.is_main:
+            return None
+        config, env, recipe, splits = self.config, self.env, self.recipe, self.splits
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        val_images = splits.val.images * env.world_size if splits.val is not None else 0
+        print(
+            f"{config.model}: {splits.train_images:,} training images ({splits.kind}) at {self.size}x{self.size}, "
+            f"~{val_images:,} validation; {env.world_size} process(es) on {env.device}, {torch.get_num_threads()} "
+            f"threads, autocast {self.autocast_dtype}, recipe {recipe.name} (lr {recipe.lr:g}, batch "
+            f"{recipe.batch_size}{f' x {config.grad_accum} accumulated' if config.grad_accum > 1 else ''}), epochs "
+            f"{start_epoch + 1}-{recipe.epochs}",
+            flush=True,
         )
-        print(line, flush=True)
+        native = self.model.pretrained_cfg["input_size"][-1]
+        if self.size != native:
+            cost = (self.size / native) ** 2
+            print(f"image size {self.size} instead of the weights' {native}: about {cost:.2f}x the compute per "
+                  "image, and pretrained weights meet objects at another scale", flush=True)  # fmt: skip
+        for note in splits.notes:
+            print(f"data: {note}", flush=True)
+        return MetricsLog(self.output, start_epoch=start_epoch)
 
-    def shard(count: int) -> torch.Tensor:  # evaluation: every image exactly once across the ranks
-        return torch.arange(env.rank, count, env.world_size)
-
-    def evaluation(split: ImageTensors, flip_tta: bool) -> EpochStats:
-        eval_model = ema.module if ema is not None else model
-        loader = batches(split, 2 * recipe.batch_size, mean, std, channels_last=config.channels_last,
-                         indices=shard(len(split)), size=size)  # fmt: skip
-        return evaluate(eval_model, loader, eval_loss, flip_tta, autocast_dtype, env.device)
-
-    row: dict[str, Any] = {}
-    for epoch in range(start_epoch, recipe.epochs):
-        epoch_start = time.perf_counter()
-        torch.manual_seed(_seed(config, epoch, env.rank))  # dropout and any other draws of this epoch
-        generator = torch.Generator().manual_seed(_seed(config, epoch, env.rank))  # crops and flips
-        sampler.set_epoch(epoch)
-        loader = batches(
-            train, recipe.batch_size, mean, std, train=True, generator=generator, channels_last=config.channels_last,
-            drop_last=True, indices=torch.tensor(list(sampler)), size=size,
-        )  # fmt: skip
-        bar = _progress_bar(updates_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", env.is_main and config.progress)
-
-        def on_step(step: int, totals: torch.Tensor, bar: Any = bar, began: float = epoch_start) -> None:
-            bar.update(1)
-            if bar.disable or (step % 10 and step + 1 < updates_per_epoch):
-                return
-            loss, top1, _, seen = totals.tolist()  # a host sync, but only every 10 steps
-            rate = seen * env.world_size / (time.perf_counter() - began)
-            bar.set_postfix(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}")
-
-        stats = train_one_epoch(
-            net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=autocast_dtype, device=env.device,
-            scheduler=scheduler, num_updates=epoch * updates_per_epoch, grad_scaler=grad_scaler, on_step=on_step,
-        )  # fmt: skip
-        bar.close()
-        if env.world_size > 1:  # each rank's BatchNorm saw only its own batches: average the running statistics
+    def _average_batchnorm_statistics(self, ema: Any) -> None:
+        if self.env.world_size > 1:  # each rank's BatchNorm saw only its own batches: average running statistics
             from timm.utils import distribute_bn
 
-            for module in (model, ema.module if ema is not None else None):
+            for module in (self.model, ema.module if ema is not None else None):
                 if module is not None:
-                    distribute_bn(module, env.world_size, reduce=True)
-        train_time = time.perf_counter() - epoch_start
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": stats.loss,
-            "train_top1": stats.top1,
-            "train_top5": stats.top5,
-            "train_images_per_s": stats.images / train_time,
+                    distribute_bn(module, self.env.world_size, reduce=True)
+
+    def _all_ranks_sum(self, count: int) -> int:
+        if self.env.world_size == 1:
+            return count
+        total = torch.tensor([count], dtype=torch.int64, device=self.env.device)
+        dist.all_reduce(total)
+        return int(total.item())
+
+    def evaluate(self, loader: Any, ema: Any = None) -> EpochStats:
+        eval_model = ema.module if ema is not None else self.model
+        return evaluate(eval_model, loader.epoch(0), nn.CrossEntropyLoss(), self.config.flip_tta, self.autocast_dtype,
+                        self.env.device)  # fmt: skip
+
+    def save_epoch(
+        self, metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds, model=None
+    ) -> None:
+        metrics.append(row)
+        plot_metrics(metrics.rows, self.output / "metrics.png", title=self.config.model)
+        state = {
+            "epoch": row["epoch"],
+            "train_seconds": train_seconds,
+            "config": resolved,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
         }
-        if val is not None:
-            val_stats = evaluation(val, config.flip_tta)
-            row.update(val_loss=val_stats.loss, val_top1=val_stats.top1, val_top5=val_stats.top5)
-        train_seconds += time.perf_counter() - epoch_start
-        row.update(epoch_s=time.perf_counter() - epoch_start, elapsed_s=train_seconds)
+        if grad_scaler is not None:
+            state["grad_scaler"] = grad_scaler.state_dict()
+        save_training_state(self.checkpoints, row["epoch"], model if model is not None else self.model, state,
+                            ema=ema.module if ema is not None else None, keep=self.config.keep_checkpoints)  # fmt: skip
+        shown = f"  val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
+        skipped = f"  {row['skipped_images']} unreadable images skipped" if row.get("skipped_images") else ""
+        print(
+            f"epoch {row['epoch'] + 1}/{self.recipe.epochs}: train loss {row['train_loss']:.4f} top-1 "
+            f"{row['train_top1']:.2f}%{shown}  {row['epoch_s']:.0f} s ({row['train_images_per_s']:.0f} img/s), "
+            f"{train_seconds / 60:.1f} min in all{skipped}",
+            flush=True,
+        )
+
+    def finish(
+        self, row: dict, ema: Any, train_seconds: float, extra: dict | None = None, test_stats: EpochStats | None = None
+    ) -> dict[str, Any]:
+        """Evaluate the test split once (unless ``test_stats`` has it), save the final model in the Hub layout and
+        write the summary."""
+        env = self.env
+        summary: dict[str, Any] = {
+            "model": self.config.model,
+            "epochs": self.recipe.epochs,
+            "train_images": self.splits.train_images,
+            "image_size": self.size,
+            "data": self.splits.kind,
+            "train_seconds": train_seconds,
+            "final": row,
+            "world_size": env.world_size,
+            "device": str(env.device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            **(extra or {}),
+        }
+        if self.splits.test is not None:
+            test_stats = test_stats or self.evaluate(self.splits.test, ema)
+            summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
+                               "top5": test_stats.top5, "flip_tta": self.config.flip_tta}  # fmt: skip
+        if env.world_size > 1:
+            summary["replicas_identical"] = _replicas_identical(self.model)
+        summary["wall_seconds"] = time.perf_counter() - self.started
         if env.is_main:
-            metrics.append(row)
-            plot_metrics(metrics.rows, output / "metrics.png", title=config.model)
-            state = {
-                "epoch": epoch,
-                "train_seconds": train_seconds,
-                "config": resolved,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            }
-            if grad_scaler is not None:
-                state["grad_scaler"] = grad_scaler.state_dict()
-            save_training_state(
-                checkpoints, epoch, model, state, ema=ema.module if ema is not None else None,
-                keep=config.keep_checkpoints,
-            )  # fmt: skip
-            shown = f"  val top-1 {row['val_top1']:.2f}%" if val is not None else ""
-            print(
-                f"epoch {epoch + 1}/{recipe.epochs}: train loss {stats.loss:.4f} top-1 {stats.top1:.2f}%{shown}  "
-                f"{row['epoch_s']:.0f} s ({row['train_images_per_s']:.0f} img/s), {train_seconds / 60:.1f} min in all",
-                flush=True,
-            )
-        env.barrier()
+            from .._hub import save_pretrained
 
-    summary: dict[str, Any] = {
-        "model": config.model,
-        "epochs": recipe.epochs,
-        "train_images": len(train),
-        "image_size": size,
-        "train_seconds": train_seconds,
-        "final": row,
-        "world_size": env.world_size,
-        "device": str(env.device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
-    if test is not None:
-        test_stats = evaluation(test, config.flip_tta)
-        summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
-                           "top5": test_stats.top5, "flip_tta": config.flip_tta}  # fmt: skip
-    if env.world_size > 1:
-        summary["replicas_identical"] = _replicas_identical(model)
-    summary["wall_seconds"] = time.perf_counter() - started
-    if env.is_main:
-        from .._hub import save_pretrained
-
-        save_pretrained(unwrap_model(ema.module if ema is not None else model), output / "model")
-        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if test is not None:
-            print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
-        print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {output / 'model'}", flush=True)
-    return summary
+            save_pretrained(unwrap_model(ema.module if ema is not None else self.model), self.output / "model")
+            (self.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if "test" in summary:
+                print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
+            print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {self.output / 'model'}", flush=True)
+        return summary
 
 
 def config_fields() -> list[str]:

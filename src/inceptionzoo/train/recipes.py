@@ -133,15 +133,25 @@ def recipe_for(model: nn.Module, **overrides: Any) -> Recipe:
     return replace(RECIPES[name], **overrides) if overrides else RECIPES[name]
 
 
-def create_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimizer, from timm's factory (no weight decay on norms and biases)."""
+def create_optimizer(model: nn.Module, recipe: Recipe, layer_decay: float | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer, from timm's factory (no weight decay on norms and biases).
+
+    ``layer_decay`` scales each layer group's learning rate by ``layer_decay ** (depth from the top)``, the groups
+    coming from the model's ``group_matcher`` (timm's layer-wise decay for fine-tuning).
+    """
     from timm.optim import create_optimizer_v2
 
     kwargs = dict(recipe.optimizer_kwargs)
     if recipe.eps is not None:
         kwargs["eps"] = recipe.eps
     return create_optimizer_v2(
-        model, opt=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, momentum=recipe.momentum, **kwargs
+        model,
+        opt=recipe.optimizer,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+        layer_decay=layer_decay,
+        **kwargs,
     )
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 __all__ = [
     "CIFAR10_CLASSES",
     "ImageTensors",
+    "balanced_split",
     "batches",
     "load_dataset",
     "load_image_folder",
@@ -136,19 +137,27 @@ def subset(data: ImageTensors, size: int, seed: int = 0) -> ImageTensors:
     return split_validation(data, size, seed=seed)[1]
 
 
+def balanced_split(
+    labels: torch.Tensor, num_classes: int, size: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(rest, chosen)``: ``size // num_classes`` random images of each class chosen, in index order."""
+    generator = torch.Generator().manual_seed(seed)
+    per_class = size // num_classes
+    chosen = []
+    for label in range(num_classes):
+        members = (labels == label).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    picked = torch.cat(chosen)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[picked] = False
+    return keep.nonzero().flatten(), picked.sort().values
+
+
 def split_validation(data: ImageTensors, size: int, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
     """Carve a class-balanced validation split of ``size`` images out of ``data``; returns (train, validation)."""
-    generator = torch.Generator().manual_seed(seed)
-    per_class = size // len(data.classes)
-    validation = []
-    for label in range(len(data.classes)):
-        members = (data.labels == label).nonzero().flatten()
-        validation.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
-    chosen = torch.cat(validation)
-    keep = torch.ones(len(data), dtype=torch.bool)
-    keep[chosen] = False
+    rest, chosen = balanced_split(data.labels, len(data.classes), size, seed=seed)
     pick = lambda idx: ImageTensors(data.images[idx], data.labels[idx], data.classes)  # noqa: E731
-    return pick(keep.nonzero().flatten()), pick(chosen.sort().values)
+    return pick(rest), pick(chosen)
 
 
 def batches(

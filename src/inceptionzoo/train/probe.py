@@ -1,0 +1,172 @@
+"""``--freeze``: train only the classifier on features that the frozen backbone computes once.
+
+A linear probe needs the backbone's pooled features of every image, not a backward pass through it: they are
+computed once in evaluation mode (the weights' preprocessing, no augmentation), cached on disk keyed by the weights,
+data and image size, and the classifier is then trained for the recipe's epochs on those vectors with the same
+epoch loop, optimizer, schedule and weight averaging as full training. The final model is the whole network with
+the trained classifier in place, saved like any other run.
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .engine import EpochStats, _autocast, evaluate, train_one_epoch, unwrap_model
+from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
+
+__all__ = ["extract_features", "feature_batches", "fit_frozen"]
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    autocast_dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)``: the pooled, pre-classifier features (``forward_head(..., pre_logits=True)``) of every
+    batch, float32 on the CPU, with the model in evaluation mode."""
+    device = torch.device(device)
+    model.eval()
+    features, labels = [], []
+    for images, targets in batches:
+        with _autocast(device, autocast_dtype):
+            pooled = model.forward_head(model.forward_features(images.to(device)), pre_logits=True)
+        features.append(pooled.float().cpu())
+        labels.append(targets)
+    if not features:
+        return torch.empty(0, unwrap_model(model).num_features), torch.empty(0, dtype=torch.int64)
+    return torch.cat(features), torch.cat(labels)
+
+
+def feature_batches(
+    features: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of cached features; shuffled and without the last partial batch when ``generator`` is given."""
+    if generator is None:
+        for start in range(0, len(labels), batch_size):
+            yield features[start : start + batch_size], labels[start : start + batch_size]
+        return
+    order = torch.randperm(len(labels), generator=generator)
+    for start in range(0, len(labels) - len(labels) % batch_size, batch_size):
+        index = order[start : start + batch_size]
+        yield features[index], labels[index]
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A digest of the backbone's weights (a strided sample of each tensor): cached features are reused only for
+    the same weights."""
+    classifier = model.pretrained_cfg.get("classifier", "fc")
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if not name.startswith(f"{classifier}."):
+            values = tensor.detach().flatten()
+            digest.update(name.encode() + values[:: max(1, values.numel() // 256)].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Features of one split from the cache, or computed (and cached) now; also the seconds it took."""
+    config, env = run.config, run.env
+    key = json.dumps([config.model, config.pretrained, _fingerprint(run.model), str(Path(config.data).resolve())
+                      if not config.data.startswith("torchvision:") else config.data, split_name, run.size,
+                      config.subset, config.val_size, config.seed, env.rank, env.world_size])  # fmt: skip
+    name = f"features-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+    cache = Path(run.cache_dir) / name
+    began = time.perf_counter()
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        return saved["features"], saved["labels"], time.perf_counter() - began
+    features, labels = extract_features(run.model, loader.epoch(0), run.autocast_dtype, env.device)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial")
+    torch.save({"features": features, "labels": labels}, partial)
+    partial.replace(cache)
+    return features, labels, time.perf_counter() - began
+
+
+def fit_frozen(run: Any) -> dict[str, Any]:
+    """Train ``run.model``'s classifier on cached backbone features; returns the run's summary."""
+    config, env, recipe = run.config, run.env, run.recipe
+    model = run.model.to(env.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    head = model.get_classifier()
+    if not isinstance(head, nn.Module) or not list(head.parameters()):
+        raise ValueError(f"{config.model} has no classifier to train (num_classes=0?); --freeze trains only it")
+    for parameter in head.parameters():
+        parameter.requires_grad_(True)
+
+    extracted: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    feature_seconds = 0.0
+    for name in ("train", "val", "test"):
+        loader = getattr(run.splits, name)
+        if loader is not None:
+            features, labels, seconds = _cached_features(run, name, loader)
+            extracted[name] = (features.to(env.device), labels.to(env.device))
+            feature_seconds += seconds
+    if env.is_main:
+        print(f"features: {sum(len(v[1]) for v in extracted.values()):,} images through the frozen backbone in "
+              f"{feature_seconds:.1f} s (cached for the next run)", flush=True)  # fmt: skip
+
+    train_features, train_labels = extracted["train"]
+    updates_per_epoch = len(train_labels) // recipe.batch_size
+    if updates_per_epoch == 0:
+        raise ValueError(f"batch size {recipe.batch_size} is larger than the {len(train_labels)} training images")
+    optimizer = create_optimizer(head, recipe)
+    ema = create_ema(head, recipe)
+    scheduler = create_scheduler(optimizer, recipe, epochs=recipe.epochs, updates_per_epoch=updates_per_epoch)
+    resolved = {**asdict(config), "recipe": recipe.name, "resolved_recipe": asdict(recipe)}
+    start_epoch, train_seconds = 0, 0.0
+    if config.resume is not None:
+        start_epoch, train_seconds = run.restore_into(model, resolved, optimizer, scheduler, None, ema)
+    scheduler.step_update(num_updates=start_epoch * updates_per_epoch)
+    metrics = run.announce(resolved, start_epoch)
+    net: nn.Module = head
+    if env.world_size > 1:
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
+    loss_fn = create_loss(recipe)
+    row: dict[str, Any] = {}
+
+    def evaluate_features(name: str) -> EpochStats:
+        features, labels = extracted[name]
+        return evaluate(ema.module if ema is not None else head, feature_batches(features, labels, 1024),
+                        autocast_dtype=None, device=env.device)  # fmt: skip
+
+    for epoch in range(start_epoch, recipe.epochs):
+        epoch_start = time.perf_counter()
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + env.rank)
+        batches = feature_batches(train_features, train_labels, recipe.batch_size, generator)
+        stats = train_one_epoch(
+            net, batches, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=None, device=env.device,
+            scheduler=scheduler, num_updates=epoch * updates_per_epoch,
+        )  # fmt: skip
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": stats.loss,
+               "train_top1": stats.top1, "train_top5": stats.top5}  # fmt: skip
+        if "val" in extracted:
+            val = evaluate_features("val")
+            row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
+        train_time = time.perf_counter() - epoch_start
+        train_seconds += train_time
+        row.update(train_images_per_s=stats.images / train_time, epoch_s=train_time, elapsed_s=train_seconds)
+        if env.is_main:
+            run.save_epoch(metrics, row, resolved, optimizer, scheduler, None, ema, train_seconds, model=model)
+        env.barrier()
+
+    test_stats = evaluate_features("test") if "test" in extracted else None
+    if ema is not None:  # the averaged classifier is the one evaluated and saved
+        head.load_state_dict(ema.module.state_dict())
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    extra = {"freeze": True, "feature_seconds": feature_seconds, "head_seconds": train_seconds}
+    return run.finish(row, None, train_seconds, extra=extra, test_stats=test_stats)
