@@ -1,13 +1,43 @@
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import inceptionzoo
 from hub_server import use_xet_stand_in
 
 MODEL_NAMES = inceptionzoo.list_models()
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+MODES = ["RGB", "L", "RGBA", "CMYK", "P"]
+
+
+def photo(rng: np.random.Generator, colour: tuple[int, int, int], mode: str) -> tuple[Image.Image, str]:
+    """A noisy colour photo of a random size, in ``mode``, with the file type that mode is usually stored as."""
+    height, width = (int(v) for v in rng.integers(36, 90, 2))
+    image = Image.fromarray(np.clip(rng.normal(colour, 50, (height, width, 3)), 0, 255).astype(np.uint8))
+    if mode == "CMYK":
+        return image.convert("CMYK"), "jpg"
+    if mode == "P":
+        return image.convert("P"), "gif"
+    return image.convert(mode), "png" if mode in ("L", "RGBA") else "jpg"
+
+
+def write_photos(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """``<split>/class<k>/NNN.<ext>`` photos of three noisy colours, ``per_class[split]`` of each class."""
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for label, colour in enumerate(COLOURS):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                image, suffix = photo(rng, colour, MODES[i % len(MODES)])
+                image.save(folder / f"{i:03d}.{suffix}")
+    return root
+
+
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 

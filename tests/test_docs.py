@@ -24,6 +24,7 @@ import timm
 from safetensors.torch import save
 
 import inceptionzoo
+from conftest import write_photos
 from hub_server import HubServer
 from inceptionzoo.stats import count_macs, count_parameters
 
@@ -131,6 +132,9 @@ SMOKE_ARGUMENTS = {
     "benchmarks/inference.py": ["--arch", "inception_v1_tv", "--batch", "1", "--repeats", "1", "--no-compile"],
     "benchmarks/train.py": ["--arch", "inception_v1_cifar", "--batch", "8", "--repeats", "1", "--no-compile"],
     "benchmarks/scaling.py": ["--dtypes", "fp32", "--batches", "1", "--resolutions", "107", "--repeats", "1"],
+    "benchmarks/data.py": ["--images", "8", "--repeats", "1", "--sizes", "32", "--workers", "0"],
+    # no network here: the push writes the repo's files to a folder instead of uploading them
+    "inceptionzoo push": ["--local-dir", "pushed"],
 }
 PROGRAMS = {
     "python": [sys.executable],
@@ -168,14 +172,16 @@ def check_install(argv: list[str]) -> None:
 
 @pytest.fixture
 def checkout(scratch, small_cifar) -> Path:
-    """``scratch`` laid out like a checkout: copies of examples/ and benchmarks/, docs/images/, and the small CIFAR-10
-    archive both where the docs put it for users (``cifar10-jpeg.tar.gz``) and at the project's ``../shared`` path."""
+    """``scratch`` laid out like a checkout: copies of examples/ and benchmarks/, docs/images/, the small CIFAR-10
+    archive both where the docs put it for users (``cifar10-jpeg.tar.gz``) and at the project's ``../shared`` path,
+    and ``my-photos/``, a folder of photos of mixed sizes and modes (train/ and val/)."""
     for folder in ("examples", "benchmarks"):
         shutil.copytree(ROOT / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
     (scratch / "docs" / "images").mkdir(parents=True)
     shutil.copy(small_cifar, scratch / "cifar10-jpeg.tar.gz")
     (scratch.parent / "shared" / "data").mkdir(parents=True)
     shutil.copy(small_cifar, scratch.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
+    write_photos(scratch / "my-photos", {"train": 6, "val": 2})
     return scratch
 
 
@@ -241,7 +247,7 @@ def test_each_paper_row_has_a_page_that_matches_the_code(name):
     """A page per row of Table 3 and of Section 9, titled with the row, whose figures are the model's."""
     model = inceptionzoo.create_model(name)
     page = ROOT / "docs" / "paper" / f"{name}.md"
-    row = model.config.paper_row
+    row = model.pretrained_cfg["paper_row"]
     assert page.is_file() == row.startswith(("Table 3", "Section 9")), f"{name} ({row}): page {page.name}"
     if not page.is_file():
         return

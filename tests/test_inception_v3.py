@@ -122,8 +122,17 @@ def test_table3_rows_are_configs_of_one_network():
     rows = ["inception_v2", "inception_v2_rmsprop", "inception_v2_ls"]
     models = [inceptionzoo.create_model(name) for name in rows]
     assert len({tuple((k, v.shape) for k, v in m.state_dict().items()) for m in models}) == 1
-    assert [m.config.training_recipe for m in models] == ["momentum_sgd", "rmsprop", "rmsprop_label_smoothing"]
-    assert inceptionzoo.create_model("inception_v3").config.training_recipe == "rmsprop_label_smoothing"
+    from inceptionzoo.train import recipe_for
+
+    assert [recipe_for(m).name for m in models] == ["momentum_sgd", "rmsprop", "rmsprop_label_smoothing"]
+    assert [m.pretrained_cfg["paper_row"].split(":")[0] for m in models] == [f"Table 3, row {r}" for r in (4, 5, 6)]
+
+
+@pytest.mark.parametrize("argument", ["training_recipe", "paper_row"])
+def test_recipes_and_paper_rows_are_metadata_not_arguments(argument):
+    """Which recipe trained a row lives in train/recipes.py and the row in pretrained_cfg, not in the config."""
+    with pytest.raises(TypeError, match=argument):
+        inceptionzoo.create_model("inception_v2", **{argument: "rmsprop"})
 
 
 @pytest.mark.parametrize(
@@ -144,5 +153,3 @@ def test_invalid_config_is_explained():
 
     with pytest.raises(ValueError, match="stem must be"):
         InceptionV3Config(stem="conv_5x5")
-    with pytest.raises(ValueError, match="training_recipe must be one of"):
-        InceptionV3Config(training_recipe="adam")

@@ -32,10 +32,12 @@ __all__ = [
 
 @dataclass
 class InceptionPretrainedCfg(PretrainedCfg):
-    """timm's ``PretrainedCfg`` (source, preprocessing, head) plus the published accuracy of the weights."""
+    """timm's ``PretrainedCfg`` (source, preprocessing, head) plus the published accuracy of the weights and where
+    in the papers the network comes from (metadata, not architecture: no ``create_model`` argument sets it)."""
 
     top1: float | None = None  # published ImageNet top-1 accuracy (%), single crop at input_size and crop_pct
     top5: float | None = None
+    paper_row: str = ""  # e.g. "Table 3, row 5: Inception-v2 RMSProp"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InceptionPretrainedCfg:

@@ -190,8 +190,6 @@ class GoogLeNetConfig:
         width_multiplier: scales every width (rounded to multiples of 8).
         last_pool_kernel: the pool before 5a: 3 in the paper, 2 in torchvision.
         aux_pool: ``"5x5/3"`` (the paper) or ``"adaptive"`` (torchvision) pooling in the auxiliary heads.
-        training_recipe: ``"momentum_sgd"`` for all of these (2014 paper; BN paper's accelerated schedule aside).
-        paper_row: where the network comes from.
     """
 
     norm: str = "lrn"
@@ -202,8 +200,6 @@ class GoogLeNetConfig:
     width_multiplier: float = 1.0
     last_pool_kernel: int = 3
     aux_pool: str = "5x5/3"
-    training_recipe: str = "momentum_sgd"
-    paper_row: str = ""
 
     def __post_init__(self) -> None:
         check_config_fields(self)
@@ -415,11 +411,18 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
 
 default_cfgs = generate_default_cfgs(
     {
-        "inception_v1": _cfg(description="GoogLeNet as the 2014 paper describes it (Table 3, row 1)."),
-        "inception_v1_bn": _cfg(description="BN-GoogLeNet (Table 3, row 2): BatchNorm instead of LRN."),
+        "inception_v1": _cfg(
+            paper_row="Table 3, row 1: GoogLeNet",
+            description="GoogLeNet as the 2014 paper describes it (Table 3, row 1).",
+        ),
+        "inception_v1_bn": _cfg(
+            paper_row="Table 3, row 2: BN-GoogLeNet",
+            description="BN-GoogLeNet (Table 3, row 2): BatchNorm instead of LRN.",
+        ),
         # torchvision's ImageNet checkpoint; it was trained with transform_input=True, which maps ImageNet-normalised
         # input to (x - 0.5) / 0.5 of [0, 1] pixels: the same as mean = std = 0.5, so no flag lives in the model
         "inception_v1_tv.tv_in1k": _cfg(
+            paper_row="torchvision googlenet",
             url="https://download.pytorch.org/models/googlenet-1378be20.pth",
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
@@ -430,12 +433,16 @@ default_cfgs = generate_default_cfgs(
             description="torchvision's googlenet with its ImageNet weights (GoogLeNet_Weights.IMAGENET1K_V1).",
         ),
         "bn_inception": _cfg(
+            paper_row="Table 3, row 3: BN-Inception",
             paper_ids="arXiv:1502.03167",
             paper_name="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
             description="BN-Inception (Table 3, row 3): the BN paper's Inception network.",
         ),
         "inception_v1_cifar": _cfg(
-            **CIFAR10_CFG, pool_size=(4, 4), description="GoogLeNet with BatchNorm for 32x32 CIFAR images."
+            **CIFAR10_CFG,
+            pool_size=(4, 4),
+            paper_row="CIFAR-size GoogLeNet (BN-GoogLeNet)",
+            description="GoogLeNet with BatchNorm for 32x32 CIFAR images.",
         ),
     }
 )
@@ -448,14 +455,14 @@ def _create(variant: str, pretrained: bool, config: GoogLeNetConfig, **kwargs: A
 @register_model
 def inception_v1(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet (2014; Table 3, row 1): LRN, true 5x5 branches, dropout 0.4, aux heads on 4a and 4d."""
-    config = GoogLeNetConfig(paper_row="Table 3, row 1: GoogLeNet")
+    config = GoogLeNetConfig()
     return _create("inception_v1", pretrained, config, **kwargs)
 
 
 @register_model
 def inception_v1_bn(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     """BN-GoogLeNet (Table 3, row 2): GoogLeNet with BatchNorm after every convolution instead of LRN."""
-    config = GoogLeNetConfig(norm="batchnorm", paper_row="Table 3, row 2: BN-GoogLeNet")
+    config = GoogLeNetConfig(norm="batchnorm")
     return _create("inception_v1_bn", pretrained, config, **kwargs)
 
 
@@ -463,9 +470,7 @@ def inception_v1_bn(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
 def inception_v1_tv(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     """torchvision's ``googlenet``: BatchNorm (eps 1e-3), a 3x3 where the paper has 5x5, a 2x2 pool before 5a,
     adaptive aux pooling, dropout 0.2. Keys and logits equal torchvision's."""
-    config = GoogLeNetConfig(
-        norm="batchnorm", branch3="3x3", last_pool_kernel=2, aux_pool="adaptive", paper_row="torchvision googlenet"
-    )
+    config = GoogLeNetConfig(norm="batchnorm", branch3="3x3", last_pool_kernel=2, aux_pool="adaptive")
     kwargs.setdefault("drop_rate", 0.2)
     return _create("inception_v1_tv", pretrained, config, **kwargs)
 
@@ -479,7 +484,6 @@ def bn_inception(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
         branch3="double_3x3",
         modules=BN_INCEPTION_MODULES,
         stage_pools=False,
-        paper_row="Table 3, row 3: BN-Inception",
     )
     kwargs.setdefault("drop_rate", 0.0)
     return _create("bn_inception", pretrained, config, **kwargs)
@@ -489,9 +493,7 @@ def bn_inception(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
 def inception_v1_cifar(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet with BatchNorm for 32x32 inputs: a stride-1 3x3 stem at full resolution and one 2x pool, so
     modules 3a/3b see 16x16, 4a-4e 8x8 and 5a/5b 4x4; width multiplier 0.25 by default (docs/models.md)."""
-    config = GoogLeNetConfig(
-        norm="batchnorm", stem="cifar", width_multiplier=0.25, paper_row="CIFAR-size GoogLeNet (BN-GoogLeNet)"
-    )
+    config = GoogLeNetConfig(norm="batchnorm", stem="cifar", width_multiplier=0.25)
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("drop_rate", 0.2)
     return _create("inception_v1_cifar", pretrained, config, **kwargs)

@@ -339,7 +339,6 @@ class InceptionAux(nn.Module):
         return self.fc(x)
 
 
-TRAINING_RECIPES = ("momentum_sgd", "rmsprop", "rmsprop_label_smoothing")
 STEMS = ("factorized_7x7", "conv_7x7", "cifar")
 
 
@@ -364,9 +363,6 @@ class InceptionV3Config:
         grid_reduction: ``"parallel"`` (figure 10), ``"pool_first"`` or ``"conv_first"`` (figure 9).
         width_multiplier: scales every width (rounded to multiples of 8).
         aux_fc_norm: batch-normalize the aux head's "fully connected" layer (Table 3's "BN-auxiliary").
-        training_recipe: the recipe the row was trained with, for the training utilities: one of
-            ``TRAINING_RECIPES`` (momentum SGD before row 5, RMSProp from row 5, label smoothing from row 6).
-        paper_row: where the network comes from in the paper.
     """
 
     stem: str = "factorized_7x7"
@@ -382,15 +378,11 @@ class InceptionV3Config:
     grid_reduction: str = "parallel"
     width_multiplier: float = 1.0
     aux_fc_norm: bool = True
-    training_recipe: str = "rmsprop_label_smoothing"
-    paper_row: str = ""
 
     def __post_init__(self) -> None:
         check_config_fields(self)
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
-        if self.training_recipe not in TRAINING_RECIPES:
-            raise ValueError(f"training_recipe must be one of {TRAINING_RECIPES}, got {self.training_recipe!r}")
         if self.grid_reduction not in GRID_REDUCTIONS:
             raise ValueError(f"grid_reduction must be one of {GRID_REDUCTIONS}, got {self.grid_reduction!r}")
         if len(self.stem_widths) != 5 or len(self.grid35_pool_features) != 3 or len(self.grid17_channels_7x7) != 4:
@@ -601,17 +593,32 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
 
 
 _STEM_7X7 = {"first_conv": "Conv2d_1a_7x7.conv"}
+_ROW_8 = "Table 3, row 8: Inception-v2 BN-auxiliary (Inception-v3)"
 
 default_cfgs = generate_default_cfgs(
     {
         "inception_v2": _cfg(
-            **_STEM_7X7, description="Inception-v2 (Table 3, row 4): v3 graph, 7x7 stem, aux head without BN."
+            **_STEM_7X7,
+            paper_row="Table 3, row 4: Inception-v2",
+            description="Inception-v2 (Table 3, row 4): v3 graph, 7x7 stem, aux head without BN.",
         ),
-        "inception_v2_rmsprop": _cfg(**_STEM_7X7, description="Table 3, row 5: Inception-v2 trained with RMSProp."),
-        "inception_v2_ls": _cfg(**_STEM_7X7, description="Table 3, row 6: Inception-v2, RMSProp and label smoothing."),
-        "inception_v2_f7x7": _cfg(description="Table 3, row 7: Inception-v2 with the 7x7 stem factorized into 3x3s."),
+        "inception_v2_rmsprop": _cfg(
+            **_STEM_7X7,
+            paper_row="Table 3, row 5: Inception-v2 RMSProp",
+            description="Table 3, row 5: Inception-v2 trained with RMSProp.",
+        ),
+        "inception_v2_ls": _cfg(
+            **_STEM_7X7,
+            paper_row="Table 3, row 6: Inception-v2 Label Smoothing",
+            description="Table 3, row 6: Inception-v2, RMSProp and label smoothing.",
+        ),
+        "inception_v2_f7x7": _cfg(
+            paper_row="Table 3, row 7: Inception-v2 Factorized 7x7",
+            description="Table 3, row 7: Inception-v2 with the 7x7 stem factorized into 3x3s.",
+        ),
         # published ImageNet weights, timm's key layout (= ours), on the Hub as timm/inception_v3.<tag>
         "inception_v3.tv_in1k": _cfg(
+            paper_row=_ROW_8,
             hf_hub_id="timm/inception_v3.tv_in1k",
             top1=77.472,
             top5=93.468,
@@ -619,6 +626,7 @@ default_cfgs = generate_default_cfgs(
             description="Inception-v3, torchvision's ImageNet weights (ported from TensorFlow, fine-tuned).",
         ),
         "inception_v3.tf_in1k": _cfg(
+            paper_row=_ROW_8,
             hf_hub_id="timm/inception_v3.tf_in1k",
             top1=77.866,
             top5=93.644,
@@ -626,6 +634,7 @@ default_cfgs = generate_default_cfgs(
             description="Inception-v3, the TF-slim ImageNet weights (inception_v3_2016_08_28).",
         ),
         "inception_v3.tf_adv_in1k": _cfg(
+            paper_row=_ROW_8,
             hf_hub_id="timm/inception_v3.tf_adv_in1k",
             top1=77.598,
             top5=93.726,
@@ -634,6 +643,7 @@ default_cfgs = generate_default_cfgs(
             description="Inception-v3, TensorFlow's adversarially trained ImageNet weights (adv_inception_v3).",
         ),
         "inception_v3.gluon_in1k": _cfg(
+            paper_row=_ROW_8,
             hf_hub_id="timm/inception_v3.gluon_in1k",
             top1=78.806,
             top5=94.372,
@@ -643,15 +653,18 @@ default_cfgs = generate_default_cfgs(
             description="Inception-v3, GluonCV's ImageNet weights (ImageNet mean/std preprocessing).",
         ),
         "inception_v3_rf151": _cfg(
+            paper_row="Section 9: 151x151 receptive field",
             input_size=(3, 151, 151),
             description="Section 9: 151x151 receptive field (stride 1, max pool after the first layer).",
         ),
         "inception_v3_cifar": _cfg(
+            paper_row="CIFAR-size Inception-v3",
             **CIFAR10_CFG,
             pool_size=(3, 3),
             description="Inception-v3 for 32x32 CIFAR images (stride-1 padded stem, one 2x pool).",
         ),
         "inception_v3_rf79": _cfg(
+            paper_row="Section 9: 79x79 receptive field",
             input_size=(3, 79, 79),
             pool_size=(8, 8),
             description="Section 9: 79x79 receptive field (stride 1, no first max pool).",
@@ -670,37 +683,35 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> InceptionV
 def inception_v2(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Inception-v2 (Table 3, row 4): the v3 graph with an unfactorized 7x7/2 first convolution and an aux head
     whose "fully connected" layer has no BatchNorm; trained with momentum SGD."""
-    config = InceptionV3Config(**_V2, training_recipe="momentum_sgd", paper_row="Table 3, row 4: Inception-v2")
+    config = InceptionV3Config(**_V2)
     return _create("inception_v2", pretrained, config=config, **kwargs)
 
 
 @register_model
 def inception_v2_rmsprop(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Table 3, row 5: Inception-v2's network; its recipe switches to RMSProp (decay 0.9, epsilon 1.0)."""
-    config = InceptionV3Config(**_V2, training_recipe="rmsprop", paper_row="Table 3, row 5: Inception-v2 RMSProp")
+    config = InceptionV3Config(**_V2)
     return _create("inception_v2_rmsprop", pretrained, config=config, **kwargs)
 
 
 @register_model
 def inception_v2_ls(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Table 3, row 6: Inception-v2's network; its recipe adds label smoothing (epsilon 0.1) to RMSProp."""
-    config = InceptionV3Config(
-        **_V2, training_recipe="rmsprop_label_smoothing", paper_row="Table 3, row 6: Inception-v2 Label Smoothing"
-    )
+    config = InceptionV3Config(**_V2)
     return _create("inception_v2_ls", pretrained, config=config, **kwargs)
 
 
 @register_model
 def inception_v2_f7x7(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Table 3, row 7: the first 7x7 convolution factorized into three 3x3 convolutions (aux head still without BN)."""
-    config = InceptionV3Config(aux_fc_norm=False, paper_row="Table 3, row 7: Inception-v2 Factorized 7x7")
+    config = InceptionV3Config(aux_fc_norm=False)
     return _create("inception_v2_f7x7", pretrained, config=config, **kwargs)
 
 
 @register_model
 def inception_v3(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Inception-v3 (Table 3, row 8 = row 7 + BN-auxiliary): 23.8M parameters, 5.7 G multiply-adds at 299x299."""
-    config = InceptionV3Config(paper_row="Table 3, row 8: Inception-v2 BN-auxiliary (Inception-v3)")
+    config = InceptionV3Config()
     return _create("inception_v3", pretrained, config=config, **kwargs)
 
 
@@ -708,7 +719,7 @@ def inception_v3(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
 def inception_v3_rf151(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Section 9: Inception-v3 for 151x151 input, first convolution at stride 1, max pool after the first layers,
     so the 35x35 grid and the compute stay about those of the 299x299 network."""
-    config = InceptionV3Config(stem_stride=1, paper_row="Section 9: 151x151 receptive field")
+    config = InceptionV3Config(stem_stride=1)
     return _create("inception_v3_rf151", pretrained, config=config, **kwargs)
 
 
@@ -716,7 +727,7 @@ def inception_v3_rf151(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
 def inception_v3_rf79(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Section 9: Inception-v3 for 79x79 input, first convolution at stride 1 and no first max pool (a 36x36 grid
     at 79x79, about the compute of the 299x299 network)."""
-    config = InceptionV3Config(stem_stride=1, stem_pool=False, paper_row="Section 9: 79x79 receptive field")
+    config = InceptionV3Config(stem_stride=1, stem_pool=False)
     return _create("inception_v3_rf79", pretrained, config=config, **kwargs)
 
 
@@ -724,6 +735,6 @@ def inception_v3_rf79(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
 def inception_v3_cifar(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     """Inception-v3 for 32x32 inputs: the 3x3 stem at stride 1, padded, at full resolution, then one 2x pool, so
     the 35x35-grid modules see 15x15, the 17x17 ones 7x7 and the 8x8 ones 3x3; width multiplier 0.125 by default."""
-    config = InceptionV3Config(stem="cifar", width_multiplier=0.125, paper_row="CIFAR-size Inception-v3")
+    config = InceptionV3Config(stem="cifar", width_multiplier=0.125)
     kwargs.setdefault("num_classes", 10)
     return _create("inception_v3_cifar", pretrained, config=config, **kwargs)

@@ -79,6 +79,8 @@ _HELP = {
     "then the classifier trains on them (a linear probe, minutes on a CPU)",
     "unfreeze_after": "train only the classifier for the first N epochs, then the whole network (default off)",
     "log_every": "without a terminal, print one progress line every N steps (default: %(default)s)",
+    "aux_logits": "train with the auxiliary heads, their losses weighted by the recipe (default: on for the papers' "
+    "recipes from scratch, off for the cifar recipe and for pretrained weights, which have no aux head weights)",
 }
 
 

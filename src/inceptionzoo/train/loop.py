@@ -78,12 +78,13 @@ class TrainConfig:
     freeze: bool = False
     unfreeze_after: int | None = None
     log_every: int = 50
+    aux_logits: bool | None = None
 
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
 _RESUME_MUST_MATCH = (
     "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
-    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix",
+    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits",
 )  # fmt: skip
 
 
@@ -283,8 +284,17 @@ class _Run:
         self.size = self._image_size(probe_model)
         self.recipe = _resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
+        aux = {}
+        if hasattr(probe_model, "aux_logits"):  # the papers' recipes train from scratch with the auxiliary heads
+            wanted = config.aux_logits
+            default = self.recipe.aux_logits and not (config.pretrained or config.freeze)
+            aux["aux_logits"] = default if wanted is None else wanted
+        elif config.aux_logits:
+            raise ValueError(f"--aux-logits: {config.model} has no auxiliary heads")
         torch.manual_seed(config.seed)
-        self.model = create_model(config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes))
+        self.model = create_model(
+            config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux
+        )
         self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
         self.autocast_dtype = _autocast_dtype(config.amp, env.device)
 

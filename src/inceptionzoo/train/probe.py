@@ -7,6 +7,7 @@ epoch loop, optimizer, schedule and weight averaging as full training. The final
 the trained classifier in place, saved like any other run.
 """
 
+import copy
 import hashlib
 import json
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .engine import EpochStats, _autocast, evaluate, train_one_epoch, unwrap_model
+from .engine import EpochStats, _autocast, _split_outputs, evaluate, train_one_epoch, unwrap_model
 from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
 
 __all__ = ["extract_features", "feature_batches", "fit_frozen"]
@@ -30,20 +31,40 @@ def extract_features(
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     autocast_dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
+    count: int | None = None,
+    fast: bool = True,
+    chunk: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features, labels)``: the pooled, pre-classifier features (``forward_head(..., pre_logits=True)``) of every
-    batch, float32 on the CPU, with the model in evaluation mode."""
+    """``(features, labels)``: the pooled, pre-classifier features of every batch (what ``forward_head(...,
+    pre_logits=True)`` returns), float32 on the CPU, computed in evaluation mode.
+
+    ``fast`` runs a copy of the backbone through :func:`inceptionzoo.optimize_for_inference` (BatchNorm folded,
+    fused, in ``autocast_dtype``), ``chunk`` images at a time; ``count`` (the images to expect) lets the result be
+    one tensor filled in place instead of a list of small ones, which on glibc fragments memory over a long pass.
+    """
+    from ..inference import optimize_for_inference
+
     device = torch.device(device)
-    model.eval()
-    features, labels = [], []
+    backbone = copy.deepcopy(unwrap_model(model)).eval()
+    backbone.reset_classifier(0)  # the network up to and including global pooling
+    net = optimize_for_inference(backbone, dtype=autocast_dtype) if fast else backbone
+    width = backbone.num_features
+    features = torch.empty(count or 0, width)
+    labels = torch.empty(count or 0, dtype=torch.int64)
+    filled = 0
     for images, targets in batches:
-        with _autocast(device, autocast_dtype):
-            pooled = model.forward_head(model.forward_features(images.to(device)), pre_logits=True)
-        features.append(pooled.float().cpu())
-        labels.append(targets)
-    if not features:
-        return torch.empty(0, unwrap_model(model).num_features), torch.empty(0, dtype=torch.int64)
-    return torch.cat(features), torch.cat(labels)
+        for start in range(0, len(targets), chunk):
+            part = images[start : start + chunk].to(device)
+            with _autocast(device, None if fast else autocast_dtype):
+                pooled = _split_outputs(net(part))[0].float().cpu()
+            end = filled + len(pooled)
+            if end > len(features):  # more images than expected (or no count given): grow
+                features = torch.cat([features, torch.empty(max(end - len(features), len(features)), width)])
+                labels = torch.cat([labels, torch.empty(len(features) - len(labels), dtype=torch.int64)])
+            features[filled:end] = pooled
+            labels[filled:end] = targets[start : start + chunk]
+            filled = end
+    return features[:filled].clone(), labels[:filled].clone()
 
 
 def feature_batches(
@@ -84,7 +105,7 @@ def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tens
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         return saved["features"], saved["labels"], time.perf_counter() - began
-    features, labels = extract_features(run.model, loader.epoch(0), run.autocast_dtype, env.device)
+    features, labels = extract_features(run.model, loader.epoch(0), run.autocast_dtype, env.device, count=loader.images)
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial")
     torch.save({"features": features, "labels": labels}, partial)

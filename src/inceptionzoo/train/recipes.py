@@ -10,7 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["RECIPES", "Recipe", "create_ema", "create_loss", "create_optimizer", "create_scheduler", "recipe_for"]
+__all__ = [
+    "MODEL_RECIPES",
+    "RECIPES",
+    "Recipe",
+    "create_ema",
+    "create_loss",
+    "create_optimizer",
+    "create_scheduler",
+    "recipe_for",
+]
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,8 @@ class Recipe:
         optimizer: a timm optimizer name (``rmsproptf`` is RMSProp with TensorFlow's epsilon inside the root).
         optimizer_kwargs: extra optimizer arguments (RMSProp's decay ``alpha``, SGD's ``nesterov``).
         schedule: a timm scheduler name; ``step`` decays by ``decay_rate`` every ``decay_epochs``.
+        aux_logits: train with the auxiliary heads on (the papers' recipes) when the model has them and starts from
+            scratch; their losses are weighted by ``aux_weight``.
         aux_weight: the weight of each auxiliary head's loss.
         clip_grad: gradient-norm clipping threshold, or None.
         ema_decay: decay of the running average of the parameters used for evaluation, or None.
@@ -44,6 +55,7 @@ class Recipe:
     aux_weight: float = 0.4
     clip_grad: float | None = None
     ema_decay: float | None = None
+    aux_logits: bool = True
 
 
 _INCEPTION_V3 = {
@@ -114,22 +126,43 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.1,
         aux_weight=0.3,
         ema_decay=0.999,
+        aux_logits=False,
     ),
 }
 
 
-def recipe_for(model: nn.Module, **overrides: Any) -> Recipe:
-    """The recipe a model's paper row was trained with (its config's ``training_recipe``), with overrides.
+# which recipe trained which network: Table 3's rows (momentum SGD before row 5, RMSProp from row 5, label smoothing
+# from row 6), GoogLeNet's own 2014 recipe, and the CIFAR recipe for the CIFAR-size networks
+MODEL_RECIPES: dict[str, str] = {
+    "inception_v1": "googlenet",
+    "inception_v1_bn": "momentum_sgd",
+    "inception_v1_tv": "momentum_sgd",
+    "bn_inception": "momentum_sgd",
+    "inception_v2": "momentum_sgd",
+    "inception_v2_rmsprop": "rmsprop",
+    "inception_v2_ls": "rmsprop_label_smoothing",
+    "inception_v2_f7x7": "rmsprop_label_smoothing",
+    "inception_v3": "rmsprop_label_smoothing",
+    "inception_v3_rf151": "rmsprop_label_smoothing",
+    "inception_v3_rf79": "rmsprop_label_smoothing",
+    "inception_v1_cifar": "cifar",
+    "inception_v3_cifar": "cifar",
+}
 
-    GoogLeNet-family models get GoogLeNet's recipe and CIFAR-size models the CIFAR recipe.
-    """
-    config = getattr(model, "config", None)
-    if getattr(config, "stem", "") == "cifar":
-        name = "cifar"
-    elif type(model).__name__ == "GoogLeNet" and getattr(config, "norm", "") == "lrn":
-        name = "googlenet"
+
+def recipe_for(model: nn.Module | str, **overrides: Any) -> Recipe:
+    """The recipe a model (or a model name, ``arch`` or ``arch.tag``) was trained with, from ``MODEL_RECIPES``,
+    with overrides. A model not in the table (one you registered) gets the CIFAR recipe if its input is 64 pixels or
+    smaller, else the Inception-v3 recipe."""
+    if isinstance(model, str):
+        arch, cfg = model.split(".")[0], {}
     else:
-        name = getattr(config, "training_recipe", "rmsprop_label_smoothing")
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        arch = cfg.get("architecture", "")
+    name = MODEL_RECIPES.get(arch)
+    if name is None:
+        small = tuple(cfg.get("input_size", (3, 224, 224)))[-1] <= 64
+        name = "cifar" if small else "rmsprop_label_smoothing"
     return replace(RECIPES[name], **overrides) if overrides else RECIPES[name]
 
 

@@ -109,6 +109,9 @@ class StreamLoader:
             "num_workers": workers,
             "pin_memory": pin_memory,
             "persistent_workers": workers > 0,
+            # the workers' base seed comes from this generator, not from the global one that dropout draws from
+            # (so a resumed run, which starts its workers one epoch later, draws the same dropout masks)
+            "generator": torch.Generator().manual_seed(seed),
         }
         if workers > 0:
             common["prefetch_factor"] = 2

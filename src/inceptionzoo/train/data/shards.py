@@ -27,7 +27,7 @@ from .folder import BadImageError, _SeededDraws, open_image, sample_seed
 __all__ = ["ShardError", "ShardIndex", "TarShardDataset", "find_shards", "index_shards", "shard_steps"]
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff", "gif")
 
 
 class ShardError(ValueError):
@@ -54,7 +54,7 @@ def _samples(path: Path) -> Iterator[tuple[str, bytes, int]]:
     def finish() -> tuple[str, bytes, int]:
         image = next((parts[k] for k in IMAGE_KEYS if k in parts), None)
         if image is None or "cls" not in parts:
-            missing = "an image" if image is None else "a .cls label"
+            missing = "image" if image is None else ".cls label"
             raise ShardError(f"{path}: sample {current!r} has no {missing} (members: {', '.join(sorted(parts))})")
         try:
             label = int(parts["cls"].decode().strip())

@@ -1,0 +1,405 @@
+"""Streamed training data: ImageFolder trees of photos of any size and mode, tar shards, DataLoader workers and
+ranks (every image once per epoch), bad files named or skipped, validate, the frozen-backbone path, accumulation."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from timm.data import create_transform, resolve_data_config
+
+import inceptionzoo
+from conftest import COLOURS, MODES, photo, relative_error, write_photos
+from inceptionzoo.train import loop
+from inceptionzoo.train.data.folder import BadImageError, ImageFileDataset, list_image_folder
+from inceptionzoo.train.data.loaders import StreamLoader
+from inceptionzoo.train.data.shards import ShardError, TarShardDataset, index_shards
+from inceptionzoo.train.data.sources import DataOptions, open_splits, source_kind
+from inceptionzoo.train.data.transforms import eval_transform, train_transform
+from inceptionzoo.train.engine import train_one_epoch
+from inceptionzoo.train.loop import TrainConfig, fit
+from inceptionzoo.train.recipes import Recipe
+from inceptionzoo.train.validate import check_class_order, validate
+
+
+def encode(image: Image.Image, suffix: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format={"jpg": "JPEG", "png": "PNG", "gif": "GIF"}[suffix])
+    return buffer.getvalue()
+
+
+def write_shards(folder: Path, samples: list[tuple[str, bytes, int]], shards: int) -> list[Path]:
+    """Tar shards in the webdataset layout: ``key.jpg`` + ``key.cls`` per sample, dealt round-robin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"shard-{i:04d}.tar" for i in range(shards)]
+    for shard, path in enumerate(paths):
+        with tarfile.open(path, "w") as archive:
+            for name, data, label in samples[shard::shards]:
+                for member, payload in ((name, data), (f"{name.rsplit('.', 1)[0]}.cls", str(label).encode())):
+                    info = tarfile.TarInfo(member)
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """train/ 3 classes x 10 photos and val/ 3 x 4, mixed sizes, modes (RGB, L, RGBA, CMYK, P) and formats."""
+    return write_photos(tmp_path_factory.mktemp("photos"), {"train": 10, "val": 4})
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """The same kind of photos as tar shards: train/ 4 shards of 6, val/ 2 shards of 3, and classes.txt."""
+    root = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(1)
+    for split, count, parts in (("train", 24, 4), ("val", 6, 2)):
+        samples = []
+        for n in range(count):
+            image, suffix = photo(rng, COLOURS[n % 3], MODES[n % len(MODES)])
+            samples.append((f"{split}/{n:05d}.{suffix}", encode(image, suffix), n % 3))
+        write_shards(root / split, samples, parts)
+    (root / "classes.txt").write_text("red\ngreen\nblue\n")
+    return root
+
+
+def numbered_images(root: Path, count: int) -> list[tuple[str, int]]:
+    """``count`` 8x8 grey images whose pixel value is their number: what a batch holds says which files it read."""
+    samples = []
+    for n in range(count):
+        path = root / f"{n:03d}.png"
+        Image.fromarray(np.full((8, 8), n, dtype=np.uint8)).save(path)
+        samples.append((str(path), n % 2))
+    return samples
+
+
+def ids(images: torch.Tensor) -> list[int]:
+    return (images[:, 0, 0, 0] * 255).round().long().tolist()
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+def quick(data: Path, output: Path, **changes) -> TrainConfig:
+    settings = dict(data=str(data), output=str(output), cache_dir=str(output.parent / "cache"), val_size=6,
+                    epochs=2, batch_size=8, threads=1, progress=False, workers=0)  # fmt: skip
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_folders_of_any_size_and_mode_are_streamed_and_learned(photos, tmp_path):
+    assert source_kind(str(photos)) == "folder"
+    summary = fit(quick(photos, tmp_path / "run", eval_test=True, epochs=3, workers=1))
+    assert summary["data"] == "folder" and summary["train_images"] == 24  # 30 less 6 for validation
+    assert summary["test"]["images"] == 12  # val/ is the held-out split, every image once
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(np.isfinite(row["train_loss"]) for row in rows)
+    model = inceptionzoo.create_model(f"local-dir:{tmp_path / 'run' / 'model'}", pretrained=True)
+    assert model.num_classes == 3 and tuple(model.pretrained_cfg["label_names"]) == ("class0", "class1", "class2")
+
+
+def test_every_mode_is_decoded_to_rgb(photos):
+    samples, classes = list_image_folder(photos / "train")
+    assert classes == ("class0", "class1", "class2") and len(samples) == 30
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    dataset = ImageFileDataset(samples[:5], classes, eval_transform(model))  # RGB, L, RGBA, CMYK, P
+    for i in range(5):
+        image, _ = dataset[i]
+        assert image.shape == (3, 32, 32) and torch.isfinite(image).all()
+
+
+def test_the_same_batches_with_zero_one_or_two_workers(photos):
+    """Augmentation is drawn per image from (seed, epoch, index): the worker count changes nothing."""
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    samples, classes = list_image_folder(photos / "train")
+    epochs = []
+    for workers in (0, 1, 2):
+        dataset = ImageFileDataset(samples, classes, train_transform(model), seed=3)
+        loader = StreamLoader(dataset, 8, train=True, workers=workers, seed=3)
+        epochs.append([torch.cat([x for x, _ in loader.epoch(e)]) for e in (0, 1)])
+    for other in epochs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(epochs[0], other, strict=True))
+    assert not torch.equal(epochs[0][0], epochs[0][1])  # a new epoch draws new crops and order
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_image_once_per_epoch_across_ranks_and_workers_from_folders(tmp_path, workers):
+    samples = numbered_images(tmp_path, 32)
+    seen = {0: [], 1: []}
+    for rank in (0, 1):
+        dataset = ImageFileDataset(samples, ("even", "odd"), as_tensor)
+        loader = StreamLoader(dataset, 4, train=True, workers=workers, rank=rank, world_size=2, seed=5)
+        assert len(loader) == 4
+        for epoch in (0, 1):
+            seen[epoch] += [n for x, _ in loader.epoch(epoch) for n in ids(x)]
+    assert sorted(seen[0]) == sorted(seen[1]) == list(range(32))
+    assert seen[0] != seen[1]  # reshuffled each epoch
+    for rank in (0, 1):  # evaluation: rank r takes images r, r + 2, ...; nothing dropped, nothing twice
+        loader = StreamLoader(ImageFileDataset(samples[:31], ("even", "odd"), as_tensor), 4, rank=rank, world_size=2)
+        assert sorted(n for x, _ in loader.epoch(0) for n in ids(x)) == list(range(rank, 31, 2))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_image_once_per_epoch_across_ranks_and_workers_from_shards(tmp_path, workers):
+    samples = []
+    for n in range(48):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((8, 8, 3), n, dtype=np.uint8)).save(buffer, format="PNG")
+        samples.append((f"{n:05d}.png", buffer.getvalue(), n % 2))
+    write_shards(tmp_path / "train", samples, 8)  # 6 per shard; 4 per rank, 2 per worker
+    index = index_shards(tmp_path / "train")
+    assert index.counts == (6,) * 8 and index.classes == ("0", "1")
+    for epoch in (0, 1):
+        seen = []
+        for rank in (0, 1):
+            dataset = TarShardDataset(index, as_tensor, rank=rank, world_size=2, shuffle=True, seed=1, chunk=4)
+            loader = StreamLoader(dataset, 6, train=True, workers=workers, rank=rank, world_size=2)
+            assert len(loader) == 4  # 24 images per rank in batches of 6
+            batches = list(loader.epoch(epoch))
+            assert len(batches) == 4 and all(len(y) == 6 for _, y in batches)
+            seen += [n for x, _ in batches for n in ids(x)]
+        assert sorted(seen) == list(range(48)), epoch
+
+
+def test_shards_train_validate_and_name_their_classes(shards, tmp_path):
+    assert source_kind(str(shards)) == "shards"
+    summary = fit(quick(shards, tmp_path / "run", eval_test=True, val_size=1, batch_size=6))
+    assert summary["data"] == "shards" and summary["train_images"] == 24 and summary["test"]["images"] == 6
+    model = inceptionzoo.create_model(f"local-dir:{tmp_path / 'run' / 'model'}", pretrained=True)
+    assert tuple(model.pretrained_cfg["label_names"]) == ("red", "green", "blue")
+    results = validate(str(tmp_path / "run"), str(shards), workers=0, flip_tta=True)
+    assert results["images"] == 6 and results["top1"] == pytest.approx(summary["test"]["top1"], abs=1e-3)
+
+
+def test_a_shard_cut_short_or_without_labels_is_named(tmp_path):
+    good = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(good, format="PNG")
+    paths = write_shards(tmp_path / "train", [(f"{n}.png", good.getvalue(), 0) for n in range(20)], 1)
+    paths[0].write_bytes(paths[0].read_bytes()[:5000])
+    with pytest.raises(ShardError, match=r"shard-0000\.tar cannot be read to the end"):
+        index_shards(tmp_path / "train")
+    with tarfile.open(tmp_path / "unlabelled.tar", "w") as archive:
+        info = tarfile.TarInfo("a.png")
+        info.size = len(good.getvalue())
+        archive.addfile(info, io.BytesIO(good.getvalue()))
+    (tmp_path / "train" / "shard-0000.tar").unlink()
+    os.replace(tmp_path / "unlabelled.tar", tmp_path / "train" / "x.tar")
+    with pytest.raises(ShardError, match=r"x\.tar: sample 'a' has no \.cls label"):
+        index_shards(tmp_path / "train")
+
+
+def test_a_corrupt_image_is_named_and_can_be_skipped_and_counted(tmp_path):
+    root = write_photos(tmp_path / "data", {"train": 6, "val": 2})
+    bad = root / "train" / "class1" / "zz-truncated.jpg"
+    good = (root / "train" / "class1" / "000.jpg").read_bytes()
+    bad.write_bytes(good[: len(good) // 2])
+    with pytest.raises(BadImageError, match=r"class1/zz-truncated\.jpg cannot be read as an image.*--skip-bad-images"):
+        fit(quick(root, tmp_path / "strict", val_size=0, workers=1))
+    summary = fit(quick(root, tmp_path / "lenient", val_size=0, skip_bad_images=True, batch_size=19, epochs=1))
+    assert summary["final"]["skipped_images"] == 1 and summary["train_images"] == 19
+
+
+def test_folder_mistakes_are_errors_naming_the_path(tmp_path):
+    root = write_photos(tmp_path / "data", {"train": 2, "val": 1})
+    (root / "train" / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*train/empty holds no images"):
+        list_image_folder(root / "train")
+    (root / "train" / "empty").rmdir()
+    (root / "val" / "class2").rename(root / "val" / "other")
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    options = DataOptions(str(root), eval_test=True, mode="stream")
+    with pytest.raises(
+        ValueError, match=r"classes of .*val differ from train/'s: missing \['class2'\], not in train/ \['other'\]"
+    ):
+        open_splits(options, model, 4, 32)
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"flat/train has no class folders"):
+        open_splits(DataOptions(str(tmp_path / "flat")), model, 4, 32)
+    with pytest.raises(FileNotFoundError, match="has no train/ folder"):
+        source_kind(str(tmp_path))
+
+
+def test_auto_mode_keeps_uniform_small_folders_in_memory_and_streams_the_rest(photos, tmp_path):
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    uniform = tmp_path / "uniform"
+    for label in range(2):
+        (uniform / "train" / f"c{label}").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (32, 32), COLOURS[label]).save(uniform / "train" / f"c{label}" / f"{i}.png")
+    assert open_splits(DataOptions(str(uniform)), model, 4, 32).kind == "memory"
+    assert open_splits(DataOptions(str(uniform), memory_budget_gb=1e-6), model, 4, 32).kind == "folder"
+    assert open_splits(DataOptions(str(photos)), model, 4, 32).kind == "folder"  # mixed sizes
+    with pytest.raises(ValueError, match="the in-memory loader holds images of one size"):
+        open_splits(DataOptions(str(photos), mode="memory"), model, 4, 32)
+
+
+def test_transforms_are_the_papers_crop_and_the_weights_preprocessing():
+    model = inceptionzoo.create_model("inception_v3.tv_in1k")
+    reference = timm.create_model("inception_v3.tv_in1k", pretrained=False)
+    assert repr(eval_transform(model)) == repr(create_transform(**resolve_data_config(model=reference)))
+    crop = train_transform(model).transforms[0]
+    assert crop.size == (299, 299) and crop.scale == (0.08, 1.0) and crop.ratio == pytest.approx((0.75, 4 / 3))
+    assert train_transform(model, size=139).transforms[0].size == (139, 139)
+    assert "RandomCrop(size=(32, 32), padding=4)" in repr(
+        train_transform(inceptionzoo.create_model("inception_v1_cifar"))
+    )
+
+
+def test_resume_of_a_streamed_run_equals_an_uninterrupted_one(photos, tmp_path, monkeypatch):
+    fit(quick(photos, tmp_path / "straight", epochs=3, workers=1, ema=False))
+    real_epoch, calls = loop.train_one_epoch, []
+
+    def crash_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(quick(photos, tmp_path / "cut", epochs=3, workers=1, ema=False))
+    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+    fit(quick(photos, tmp_path / "cut", epochs=3, workers=1, ema=False, resume=str(tmp_path / "cut")))
+    straight = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_frozen_backbone_trains_the_classifier_on_cached_features(photos, tmp_path):
+    summary = fit(quick(photos, tmp_path / "probe", freeze=True, epochs=4, eval_test=True, lr=0.5))
+    assert summary["freeze"] is True and summary["test"]["images"] == 12
+    torch.manual_seed(0)  # the run's seed: the same initial backbone
+    initial = inceptionzoo.create_model("inception_v1_cifar", num_classes=3)
+    tuned = load_file(str(tmp_path / "probe" / "model" / "model.safetensors"))
+    assert all(torch.equal(tuned[k], v) for k, v in initial.state_dict().items() if not k.startswith("fc."))
+    assert not torch.equal(tuned["fc.weight"], initial.state_dict()["fc.weight"])
+    # the cached features are the backbone's pooled output for the (unaugmented) training images
+    cached = [torch.load(p, weights_only=True) for p in (tmp_path / "cache").glob("features-*.pt")]
+    assert len(cached) == 3  # train, validation, test
+    model = initial.eval()
+    samples, classes = list_image_folder(photos / "val")
+    dataset = ImageFileDataset(samples, classes, eval_transform(model))
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(images), pre_logits=True)
+    test_features = next(c["features"] for c in cached if len(c["labels"]) == 12)
+    # computed by the inference fast path in bf16 (this CPU's autocast dtype, or fp32 where it has none)
+    assert relative_error(test_features, expected) < 3e-2
+    again = fit(quick(photos, tmp_path / "probe-again", freeze=True, epochs=4, eval_test=True, lr=0.5))
+    assert again["test"] == summary["test"] and again["feature_seconds"] < summary["feature_seconds"]
+
+
+def test_gradient_accumulation_equals_one_larger_batch():
+    """Without BatchNorm, two accumulated batches of 8 give the update of one batch of 16."""
+    torch.manual_seed(0)
+    data = [(torch.randn(16, 5), torch.randint(0, 3, (16,)))]
+    halves = [(x[:8], y[:8]) for x, y in data] + [(x[8:], y[8:]) for x, y in data]
+    recipe = Recipe(name="t", description="", optimizer="sgd", lr=0.1, batch_size=8, epochs=1)
+    weights = []
+    for batches, accumulate in ((data, 1), (halves, 2)):
+        torch.manual_seed(1)
+        model = torch.nn.Linear(5, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_one_epoch(model, batches, optimizer, torch.nn.CrossEntropyLoss(), recipe, autocast_dtype=None,
+                        grad_accum=accumulate)  # fmt: skip
+        weights.append(model.weight.detach().clone())
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
+
+
+def test_mixup_layer_decay_and_unfreeze_after_run(photos, tmp_path):
+    summary = fit(quick(photos, tmp_path / "mix", mixup=0.2, cutmix=1.0, layer_decay=0.8, unfreeze_after=1))
+    assert np.isfinite(summary["final"]["train_loss"])
+    from inceptionzoo.train.recipes import create_optimizer, recipe_for
+
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    scales = {group["lr_scale"] for group in create_optimizer(model, recipe_for(model), layer_decay=0.8).param_groups}
+    assert len(scales) > 3 and max(scales) == 1.0
+
+
+def test_progress_without_a_terminal_is_one_line_every_n_steps(photos, tmp_path, capsys):
+    fit(quick(photos, tmp_path / "log", progress=True, log_every=2, epochs=1, val_size=0))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "step" in line]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/1 step 2/3", "epoch 1/1 step 3/3"]
+    assert all("img_s" in line and "data_wait" in line for line in lines)
+
+
+def test_validate_checks_the_class_order(photos, tmp_path):
+    fit(quick(photos, tmp_path / "run", epochs=1, val_size=0))
+    renamed = tmp_path / "renamed"
+    for old, new in (("class0", "class0"), ("class1", "class9"), ("class2", "class2")):
+        (renamed / new).mkdir(parents=True)
+        for path in (photos / "val" / old).iterdir():
+            (renamed / new / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=r"not the model's, in the model's order .*1: model 'class1', data 'class2'"):
+        validate(str(tmp_path / "run"), str(renamed), workers=0)
+    imagenet = inceptionzoo.create_model("inception_v3")
+    synsets = list(timm.data.ImageNetInfo().label_names())
+    check_class_order(imagenet, synsets, "val/")
+    with pytest.raises(ValueError, match="first differences: 0: model 'n01440764', data 'n01443537'"):
+        check_class_order(imagenet, [synsets[1], synsets[0], *synsets[2:]], "val/")
+    with pytest.raises(ValueError, match="the model has 1000 classes, but val/ has 3 class folders"):
+        check_class_order(imagenet, ["a", "b", "c"], "val/")
+
+
+def test_validate_cli_writes_timm_results_rows(photos, tmp_path):
+    fit(quick(photos, tmp_path / "run", epochs=1, val_size=0))
+    results = tmp_path / "results.csv"
+    command = [sys.executable, "-m", "inceptionzoo", "validate", "--model", str(tmp_path / "run"), "--data",
+               str(photos), "--workers", "0", "--results-file", str(results), "--amp", "bf16"]  # fmt: skip
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    header, *rows = results.read_text().splitlines()
+    assert header.startswith("model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation")
+    assert len(rows) == 2 and json.loads(done.stdout.splitlines()[-1])["images"] == 12
+
+
+def test_two_process_torchrun_streams_folders_and_shards(photos, shards, tmp_path):
+    """gloo, 2 ranks x 1 worker: each rank its share of train/ and of val/, replicas identical at the end."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for data, name, batch, train_images in ((photos, "folder", "4", 24), (shards, "shards", "6", 24)):
+        run = tmp_path / name
+        command = [*launcher, "-m", "inceptionzoo.train", "--data", str(data), "--output", str(run), "--cache-dir",
+                   str(tmp_path / "cache"), "--val-size", "6", "--epochs", "2", "--batch-size", batch, "--eval-test",
+                   "--workers", "1", "--no-progress"]  # fmt: skip
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["replicas_identical"] is True and summary["data"] == name
+        assert summary["train_images"] == train_images
+        assert summary["test"]["images"] == (12 if name == "folder" else 6)  # every held-out image once in all
+
+
+TABLE3_ROWS = [
+    n for n in inceptionzoo.list_models() if inceptionzoo.get_pretrained_cfg(n).paper_row.startswith("Table 3")
+]
+
+
+@pytest.mark.parametrize("name", TABLE3_ROWS)
+def test_each_table3_rows_recipe_runs_end_to_end_on_a_folder(name, photos, tmp_path):
+    """The row's recipe as the paper gives it (optimizer, clipping, smoothing, aux weight, averaging), the learning
+    rate scaled to the batch, the auxiliary heads trained; at the model's minimum input size to stay fast."""
+    from inceptionzoo.train.recipes import MODEL_RECIPES, RECIPES
+
+    size = inceptionzoo.create_model(name).min_input_size[0]
+    summary = fit(quick(photos, tmp_path / "run", model=name, image_size=size, epochs=1, batch_size=4, subset=12,
+                        val_size=0))  # fmt: skip
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved_recipe"]
+    paper = RECIPES[MODEL_RECIPES[name]]
+    assert resolved["name"] == paper.name and resolved["optimizer"] == paper.optimizer
+    assert resolved["lr"] == pytest.approx(paper.lr * 4 / paper.batch_size)  # scaled with the global batch
+    for field in ("clip_grad", "label_smoothing", "aux_weight", "ema_decay", "decay_rate", "decay_epochs"):
+        assert resolved[field] == getattr(paper, field), field
+    saved = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert any(k.startswith(("AuxLogits", "aux")) for k in saved)  # trained with the auxiliary heads
+    assert np.isfinite(summary["final"]["train_loss"])
