@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .folder import SKIP_HINT, BadImageError
+
 __all__ = [
     "CIFAR10_CLASSES",
     "ImageTensors",
@@ -49,7 +51,7 @@ def _decode(data: bytes, name: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{name} cannot be read as an image ({error})") from None
+        raise BadImageError(f"{name} cannot be read as an image ({error}); {SKIP_HINT}") from None
 
 
 def _members(source: Path, split: str) -> Iterator[tuple[str, str, bytes]]:

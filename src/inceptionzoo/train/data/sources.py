@@ -80,20 +80,24 @@ def source_kind(source: str) -> str:
     return "shards" if find_shards(train) else "folder"
 
 
+def _image_size(path: str) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.size
+    except (OSError, ValueError):
+        return None  # unreadable: the streaming path reports or skips it
+
+
 def _fits_in_memory(samples: list[tuple[str, int]], budget_gb: float) -> bool:
-    """True when the images probed (up to 64, spread over the split) share one size and all of them would fit."""
+    """True when every image has one size and the split fits ``budget_gb`` as ``uint8``: 64 images spread over the
+    split are probed first (a folder of photos differs there already), then every header is read."""
+    width_height = _image_size(samples[0][0])
+    if width_height is None or len(samples) * 3 * width_height[0] * width_height[1] > budget_gb * 2**30:
+        return False
     probe = samples[:: max(1, len(samples) // 64)]
-    sizes = set()
-    for path, _ in probe:
-        try:
-            with Image.open(path) as image:
-                sizes.add(image.size)
-        except (OSError, ValueError):
-            return False  # an unreadable file: the streaming path reports or skips it
-        if len(sizes) > 1:
-            return False
-    width, height = sizes.pop()
-    return len(samples) * 3 * width * height <= budget_gb * 2**30
+    return all(_image_size(path) == width_height for path, _ in probe) and all(
+        _image_size(path) == width_height for path, _ in samples
+    )
 
 
 def _check_classes(train: tuple[str, ...], other: tuple[str, ...], where: Path | str) -> None:
@@ -130,14 +134,15 @@ def open_splits(
     notes: list[str] = []
     if kind == "folder":
         samples, classes = list_image_folder(root / "train")
+        # with --skip-bad-images auto streams: the in-memory path cannot skip an image it fails to decode
         in_memory = options.mode == "memory" or (
-            options.mode == "auto" and _fits_in_memory(samples, options.memory_budget_gb)
+            options.mode == "auto" and not options.skip_bad and _fits_in_memory(samples, options.memory_budget_gb)
         )
         if in_memory:
             held_out = _held_out(root)
             if held_out is not None:
                 _check_classes(classes, list_image_folder(held_out)[1], held_out)
-            notes.append(f"in memory: every image probed has one size and the split fits {options.memory_budget_gb} GB")
+            notes.append(f"in memory: every image has one size and the split fits {options.memory_budget_gb} GB")
             split = held_out.name if held_out is not None else "test"
             return _in_memory(options, model, batch_size, size, rank, world_size, channels_last, barrier, notes,
                               split=split, augment=augment_train)  # fmt: skip
