@@ -98,7 +98,8 @@ def validate(
             net, name = model, getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
         else:
             name, names_weights = resolve_model_source(model)
-            net = create_model(name, pretrained=pretrained or names_weights, checkpoint_path=checkpoint)
+            # a checkpoint's classifier is sized for its data: built below, once the split's classes are known
+            net = create_model(name, pretrained=(pretrained or names_weights) and checkpoint is None)
         cfg = net.pretrained_cfg
         size = image_size or cfg["input_size"][-1]
         loader, classes, where = open_eval_split(
@@ -107,6 +108,8 @@ def validate(
             world_size=env.world_size, channels_last=channels_last, cache_dir=cache_dir or str(_default_cache_dir()),
             skip_bad=skip_bad_images, subset_size=subset,
         )  # fmt: skip
+        if checkpoint is not None and not isinstance(model, nn.Module):
+            net = create_model(name, checkpoint_path=checkpoint, num_classes=len(classes))
         if check_classes:
             check_class_order(net, classes, where)
         autocast_dtype = _autocast_dtype(amp, env.device)
@@ -167,7 +170,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "themselves), tar shards, a .tar.gz of an ImageFolder tree, or torchvision:ROOT")  # fmt: skip
     add("--split", default=None, help="the split folder to evaluate (default: val, else test)")
     add("--pretrained", action="store_true", help="load the model's published weights")
-    add("--checkpoint", default=None, help="a .safetensors or .pth checkpoint to load into the model")
+    add("--checkpoint", default=None, help="a .safetensors or .pth checkpoint to load into the model (its classifier "
+        "sized for the data's classes)")  # fmt: skip
     add("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
     add("--workers", type=int, default=None, help="DataLoader workers that decode the images (default: cores - 1)")
     add("--amp", default="none", help="autocast dtype: none, bf16, fp16 (CUDA) or auto (default: %(default)s)")
