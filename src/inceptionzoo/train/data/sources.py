@@ -58,8 +58,10 @@ class Splits:
     notes: list[str] = field(default_factory=list)
 
 
-def _held_out(root: Path) -> Path | None:
-    return next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+def _held_out(root: Path, shards: bool = False) -> Path | None:
+    """The split a run evaluates once at the end: ``test/``, else ``val/`` (holding tar shards, with ``shards``)."""
+    folders = (root / name for name in ("test", "val"))
+    return next((p for p in folders if p.is_dir() and (not shards or find_shards(p))), None)
 
 
 def source_kind(source: str) -> str:
@@ -251,7 +253,7 @@ def _streamed_folder(
 def _shards(options, model, batch_size, size, rank, world_size, channels_last, pin_memory, notes, augment) -> Splits:
     root = Path(options.source)
     train_index = index_shards(root / "train", cache_dir=options.cache_dir)
-    held_out = next((p for p in (root / "val", root / "test") if p.is_dir() and find_shards(p)), None)
+    held_out = _held_out(root, shards=True)
     held_index = index_shards(held_out, cache_dir=options.cache_dir) if held_out is not None else None
     if held_index is not None and len(held_index.classes) > len(train_index.classes):
         raise ValueError(f"{held_out} has class indices up to {len(held_index.classes) - 1}, but train/ only "
