@@ -46,7 +46,10 @@ def test_missing_or_empty_sources_are_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="expected a folder"):
         load_image_folder(tmp_path / "nowhere", "train")
     (tmp_path / "empty" / "train").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no images"):
+    with pytest.raises(ValueError, match="train has no class folders"):
+        load_image_folder(tmp_path / "empty", "train")
+    (tmp_path / "empty" / "train" / "cat").mkdir()
+    with pytest.raises(ValueError, match="class folder .*train/cat holds no images"):
         load_image_folder(tmp_path / "empty", "train")
 
 
@@ -82,9 +85,8 @@ def test_eval_batches_are_normalized_in_order(folder):
 
 def test_train_batches_are_random_crops_and_flips_of_their_images(folder):
     data = load_image_folder(folder[0], "train")
-    generator = torch.Generator().manual_seed(0)
-    (x, y), *_ = batches(data, 12, (0.0,) * 3, (1 / 255,) * 3, train=True, generator=generator, pad=4)
-    padded = torch.nn.functional.pad(data.images, (4, 4, 4, 4)).float()
+    (x, y), *_ = batches(data, 12, (0.0,) * 3, (1.0,) * 3, train=True, seed=0, pad=4)
+    padded = torch.nn.functional.pad(data.images, (4, 4, 4, 4)).float() / 255
     for image, label in zip(x, y, strict=True):
         candidates = [
             window
@@ -94,5 +96,7 @@ def test_train_batches_are_random_crops_and_flips_of_their_images(folder):
             for window in (source[:, dy : dy + 32, dx : dx + 32], source[:, dy : dy + 32, dx : dx + 32].flip(-1))
         ]
         assert any(torch.equal(image, window) for window in candidates)
-    again = next(batches(data, 12, (0.0,) * 3, (1 / 255,) * 3, train=True, generator=torch.Generator().manual_seed(0)))
+    again = next(batches(data, 12, (0.0,) * 3, (1.0,) * 3, train=True, seed=0))
     assert torch.equal(again[0], x)  # the same seed gives the same augmentation
+    other = next(batches(data, 12, (0.0,) * 3, (1.0,) * 3, train=True, seed=0, epoch=1))
+    assert not torch.equal(other[0], x)  # and the next epoch another

@@ -131,6 +131,43 @@ def test_the_same_batches_with_zero_one_or_two_workers(photos):
     assert not torch.equal(epochs[0][0], epochs[0][1])  # a new epoch draws new crops and order
 
 
+def cifar_like_folder(root: Path) -> Path:
+    """train/ 3 classes x 10 and test/ 3 x 3 noisy 32x32 JPEGs (one size: what auto mode keeps in memory)."""
+    rng = np.random.default_rng(4)
+    for split, count in (("train", 10), ("test", 3)):
+        for label, colour in enumerate(COLOURS):
+            (root / split / f"class{label}").mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / f"class{label}" / f"{i:03d}.jpg")
+    return root
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_a_folder_streamed_gives_the_in_memory_batches_bit_for_bit(tmp_path, world_size):
+    """The same seed, the same tensors: the order (DistributedSampler), each image's crop and flip (its own seed),
+    the validation carve-out and the normalisation agree, so streaming a CIFAR folder loses nothing."""
+    root = cifar_like_folder(tmp_path / "cifar")
+    model = inceptionzoo.create_model("inception_v1_cifar")
+    splits = {}
+    for mode in ("memory", "stream"):
+        options = DataOptions(str(root), mode=mode, workers=1 if mode == "stream" else 0, val_size=6, eval_test=True,
+                              seed=7, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+        splits[mode] = [open_splits(options, model, 4, 32, rank=rank, world_size=world_size)
+                        for rank in range(world_size)]  # fmt: skip
+    assert splits["memory"][0].kind == "memory" and splits["stream"][0].kind == "folder"
+    for memory, stream in zip(splits["memory"], splits["stream"], strict=True):
+        assert len(memory.train) == len(stream.train) == 24 // (4 * world_size)
+        for epoch in (0, 1):
+            for (a, y), (b, z) in zip(memory.train.epoch(epoch), stream.train.epoch(epoch), strict=True):
+                assert torch.equal(y, z) and torch.equal(a, b), epoch
+        for name in ("val", "test"):
+            pairs = zip(getattr(memory, name).epoch(0), getattr(stream, name).epoch(0), strict=True)
+            assert all(torch.equal(a, b) and torch.equal(y, z) for (a, y), (b, z) in pairs), name
+    first = [torch.cat([x for x, _ in splits["memory"][0].train.epoch(e)]) for e in (0, 1)]
+    assert not torch.equal(*first)  # each epoch draws new crops
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_image_once_per_epoch_across_ranks_and_workers_from_folders(tmp_path, workers):
     samples = numbered_images(tmp_path, 32)
@@ -254,9 +291,7 @@ def test_transforms_are_the_papers_crop_and_the_weights_preprocessing():
     crop = train_transform(model).transforms[0]
     assert crop.size == (299, 299) and crop.scale == (0.08, 1.0) and crop.ratio == pytest.approx((0.75, 4 / 3))
     assert train_transform(model, size=139).transforms[0].size == (139, 139)
-    assert "RandomCrop(size=(32, 32), padding=4)" in repr(
-        train_transform(inceptionzoo.create_model("inception_v1_cifar"))
-    )
+    assert "CifarCrop(pad=4, hflip=0.5)" in repr(train_transform(inceptionzoo.create_model("inception_v1_cifar")))
 
 
 def test_resume_of_a_streamed_run_equals_an_uninterrupted_one(photos, tmp_path, monkeypatch):
@@ -383,6 +418,39 @@ def test_two_process_torchrun_streams_folders_and_shards(photos, shards, tmp_pat
         assert summary["world_size"] == 2 and summary["replicas_identical"] is True and summary["data"] == name
         assert summary["train_images"] == train_images
         assert summary["test"]["images"] == (12 if name == "folder" else 6)  # every held-out image once in all
+
+
+def grey_png(number: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), number, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_torchrun_gives_every_image_once_per_epoch_across_ranks_and_workers(tmp_path):
+    """2 ranks x 2 workers under torchrun, through the loaders the loop builds: a folder streamed and in memory, and
+    tar shards; every training image once per epoch (in a new order each epoch), every test image once."""
+    folder, shards = tmp_path / "folder", tmp_path / "shards"
+    for split, first, count in (("train", 0, 48), ("test", 100, 12)):
+        for n in range(first, first + count):
+            path = folder / split / ("even", "odd")[n % 2] / f"{n:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(grey_png(n))
+    write_shards(shards / "train", [(f"{n:03d}.png", grey_png(n), n % 2) for n in range(48)], 8)
+    write_shards(shards / "test", [(f"{n:03d}.png", grey_png(n), n % 2) for n in range(100, 106)], 2)
+    sources = [f"stream:{folder}", f"memory:{folder}", f"auto:{shards}"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__).parent / "torchrun_epochs.py"), str(tmp_path / "out"), *sources]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads((tmp_path / "out" / "seen.json").read_text())
+    for source, ranks in seen.items():
+        assert len(ranks) == 2 and all(len(rank["train0"]) == 24 for rank in ranks), source  # equal shares
+        for epoch in ("train0", "train1"):
+            assert sorted(n for rank in ranks for n in rank[epoch]) == list(range(48)), (source, epoch)
+        assert ranks[0]["train0"] != ranks[0]["train1"], source  # reshuffled each epoch
+        held_out = list(range(100, 112 if "folder" in source else 106))
+        assert sorted(n for rank in ranks for n in rank["test"]) == held_out, source
 
 
 def first_row_of_each_recipe() -> list[str]:

@@ -362,7 +362,7 @@ class _Run:
             if unfreeze and self._set_backbone_trainable(True):
                 net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
             torch.manual_seed(_seed(config, epoch, env.rank))  # dropout and any other draws of this epoch
-            loader = self.splits.train.epoch(epoch, generator_seed=_seed(config, epoch, env.rank))
+            loader = self.splits.train.epoch(epoch)
             progress = _Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
                                  env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
             stats = train_one_epoch(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .folder import SKIP_HINT, BadImageError
+from .folder import list_image_folder, open_image, sample_seed
+from .transforms import draw_cifar_crop, normalize, pad_crop_flip
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -46,20 +46,13 @@ class ImageTensors:
         return len(self.labels)
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise BadImageError(f"{name} cannot be read as an image ({error}); {SKIP_HINT}") from None
-
-
 def _members(source: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
-    """``(class name, where the file is, file bytes)`` for every image of ``split``, from a folder or a tar archive."""
+    """``(class name, where the file is, file bytes)`` for every image of ``split``, from a folder (listed as the
+    streamed path lists it, so both hold the images in one order) or a tar archive."""
     if source.is_dir():
-        for path in sorted((source / split).glob("*/*")):
-            if path.is_file():
-                yield path.parent.name, str(path), path.read_bytes()
+        samples, classes = list_image_folder(source / split)
+        for path, label in samples:
+            yield classes[label], path, Path(path).read_bytes()
         return
     with tarfile.open(source) as archive:
         for member in archive:
@@ -88,7 +81,7 @@ def load_image_folder(
     pixels, names = [], []
     first = ""
     for class_name, where, data in _members(source, split):
-        image = _decode(data, where)
+        image = np.asarray(open_image(io.BytesIO(data), where), dtype=np.uint8)
         if pixels and image.shape != pixels[0].shape:
             raise ValueError(
                 f"{where} is {image.shape[1]}x{image.shape[0]} pixels, but {first} is "
@@ -169,43 +162,39 @@ def batches(
     std: tuple[float, ...],
     train: bool = False,
     pad: int = 4,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    epoch: int = 0,
     channels_last: bool = True,
     drop_last: bool = False,
     indices: torch.Tensor | None = None,
     size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield normalized float batches; in training each batch gets a random crop (after ``pad`` pixels of zero
-    padding) and a random horizontal flip, done on the whole batch at once.
+    """Yield normalized float batches; in training each image gets the CIFAR crop (``pad`` pixels of zero padding,
+    a random crop, a random flip), drawn from its own seed ``(seed, epoch, index)`` as the streamed datasets draw
+    it, and done on the whole batch at once.
 
     ``indices`` picks and orders the images (a distributed sampler's share); without it training shuffles all of
-    them. ``size`` resizes every batch (bilinear) to ``size`` x ``size``, e.g. to the input size of ImageNet weights.
+    them (from ``(seed, epoch)``). ``size`` resizes every batch (bilinear) to ``size`` x ``size``, e.g. to the input
+    size of ImageNet weights.
     """
     if indices is not None:
         order = torch.as_tensor(indices, dtype=torch.int64)
+    elif train:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(sample_seed(seed, epoch, -1)))
     else:
-        order = torch.randperm(len(data), generator=generator) if train else torch.arange(len(data))
+        order = torch.arange(len(data))
     count = len(order)
-    mean_t = torch.tensor(mean).view(1, -1, 1, 1) * 255
-    std_t = torch.tensor(std).view(1, -1, 1, 1) * 255
-    height, width = data.images.shape[-2:]
     end = count - count % batch_size if drop_last else count
     for start in range(0, end, batch_size):
         index = order[start : start + batch_size]
         images, labels = data.images[index], data.labels[index]
         if train:
-            n = len(index)
-            padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-            dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-            dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-            rows = (dy.view(n, 1) + torch.arange(height).view(1, height)).view(n, 1, height, 1)
-            cols = (dx.view(n, 1) + torch.arange(width).view(1, width)).view(n, 1, 1, width)
-            batch = torch.arange(n).view(n, 1, 1, 1)
-            channel = torch.arange(images.shape[1]).view(1, -1, 1, 1)
-            images = padded[batch, channel, rows, cols]
-            flip = torch.rand(n, generator=generator) < 0.5
-            images = torch.where(flip.view(n, 1, 1, 1), images.flip(-1), images)
-        x = (images.float() - mean_t) / std_t
+            # one small generator per image (a few microseconds): the draws do not depend on the batch it is in
+            draws = [draw_cifar_crop(pad, 0.5, torch.Generator().manual_seed(sample_seed(seed, epoch, i)))
+                     for i in index.tolist()]  # fmt: skip
+            dy, dx, flip = (torch.tensor(column) for column in zip(*draws, strict=True))
+            images = pad_crop_flip(images, dy, dx, flip, pad)
+        x = normalize(images, mean, std)
         if size is not None and tuple(x.shape[-2:]) != (size, size):
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         if channels_last:

@@ -5,7 +5,9 @@ A loader knows its number of steps per epoch on this rank (``len``), yields ``(i
 
 Training batches: the in-memory split is shuffled by torch's ``DistributedSampler`` (every rank its share), folders
 by the same sampler inside a ``DataLoader`` whose workers decode and augment, tar shards by shard (see
-:mod:`.shards`). Evaluation: rank ``r`` of ``w`` takes images ``r, r + w, ...``, so every image is evaluated once.
+:mod:`.shards`). An image's augmentation is drawn from its seed ``(seed, epoch, index)`` on every path, so a folder
+of CIFAR images gives the same batches in memory as streamed.
+Evaluation: rank ``r`` of ``w`` takes images ``r, r + w, ...``, so every image is evaluated once.
 """
 
 from collections.abc import Iterator
@@ -73,15 +75,14 @@ class TensorLoader:
             return self.images // self.batch_size
         return -(-self.images // self.batch_size)
 
-    def epoch(self, epoch: int, generator_seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.train:
             indices = torch.arange(self.rank, len(self.data), self.world_size)
             return batches(self.data, self.batch_size, self.mean, self.std, channels_last=self.channels_last,
                            indices=indices, size=self.size)  # fmt: skip
         self.sampler.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(generator_seed if generator_seed is not None else epoch)
         return batches(
-            self.data, self.batch_size, self.mean, self.std, train=True, generator=generator,
+            self.data, self.batch_size, self.mean, self.std, train=True, seed=self.seed, epoch=epoch,
             channels_last=self.channels_last, drop_last=True, indices=torch.tensor(list(self.sampler)), size=self.size,
         )  # fmt: skip
 
@@ -139,8 +140,8 @@ class StreamLoader:
             return self.steps
         return -(-self.images // self.batch_size)
 
-    def epoch(self, epoch: int, generator_seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of ``epoch`` (``generator_seed`` is for the in-memory loader's interface; unused here)."""
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch``."""
         self.dataset.set_epoch(epoch)
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)

@@ -2,17 +2,22 @@
 
 Training: the Inception crop of the papers (a random-resized crop of 8-100% of the area, aspect 3/4-4/3, Szegedy
 et al. 2015, Section 6) at the model's input size and a flip, with colour jitter, RandAugment and random erasing as
-options; CIFAR-size models take the CIFAR crop instead (4 pixels of zero padding, a random 32x32 crop, a flip),
-the augmentation the in-memory path does on whole batches. Evaluation: the weights' own preprocessing (resize by
-``crop_pct``, centre crop, interpolation, mean and std).
+options; CIFAR-size models take the CIFAR crop instead (4 pixels of zero padding, a random 32x32 crop, a flip).
+The CIFAR crop is one function for both paths: the in-memory loader applies it to whole batches, the streamed
+datasets to one image at a time, with the same draws from the image's own seed, so the same run gives the same
+tensors either way. Evaluation: the weights' own preprocessing (resize by ``crop_pct``, centre crop,
+interpolation, mean and std).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["Augmentation", "eval_transform", "train_transform"]
+__all__ = ["Augmentation", "CifarCrop", "draw_cifar_crop", "eval_transform", "normalize", "pad_crop_flip",
+           "train_transform"]  # fmt: skip
 
 INCEPTION_SCALE = (0.08, 1.0)
 INCEPTION_RATIO = (3 / 4, 4 / 3)
@@ -39,6 +44,63 @@ class Augmentation:
         return self.crop
 
 
+def draw_cifar_crop(pad: int, hflip: float, generator: torch.Generator | None = None) -> tuple[int, int, bool]:
+    """One image's CIFAR crop: its row and column offsets in the padded image and whether it is flipped, drawn in
+    this order from ``generator`` (torch's global generator when None, which the datasets seed per image)."""
+    dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
+    return dy, dx, bool(torch.rand((), generator=generator) < hflip)
+
+
+def pad_crop_flip(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Zero-pad a ``(n, c, h, w)`` batch by ``pad``, crop each image back to ``h x w`` at its offsets ``(dy, dx)``
+    and flip those marked in ``flip``: all images at once (one gather), for batches and single images alike."""
+    n, channels, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    rows = (dy.view(n, 1) + torch.arange(height).view(1, height)).view(n, 1, height, 1)
+    cols = (dx.view(n, 1) + torch.arange(width).view(1, width)).view(n, 1, 1, width)
+    batch = torch.arange(n).view(n, 1, 1, 1)
+    cropped = padded[batch, torch.arange(channels).view(1, -1, 1, 1), rows, cols]
+    return torch.where(flip.view(n, 1, 1, 1), cropped.flip(-1), cropped)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``uint8`` images (``(c, h, w)`` or ``(n, c, h, w)``) to floats, ``(x / 255 - mean) / std``: torchvision's
+    ``ToTensor`` + ``Normalize`` arithmetic, so both data paths give the same bits."""
+    shape = (-1, 1, 1)
+    return images.float().div(255).sub(torch.tensor(mean).view(shape)).div(torch.tensor(std).view(shape))
+
+
+class CifarCrop:
+    """The CIFAR crop of one ``uint8`` image tensor (``pad`` pixels of zero padding, a random crop back to its
+    size, a flip with probability ``hflip``), drawn from torch's generator as :func:`draw_cifar_crop` draws it."""
+
+    def __init__(self, pad: int, hflip: float) -> None:
+        self.pad, self.hflip = pad, hflip
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        dy, dx, flip = draw_cifar_crop(self.pad, self.hflip)
+        offsets = torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip])
+        return pad_crop_flip(image[None], *offsets, self.pad)[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pad={self.pad}, hflip={self.hflip})"
+
+
+class _Normalize:
+    """:func:`normalize` as a transform step."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return normalize(image, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
 def _data_config(model: nn.Module, size: int | None) -> dict[str, Any]:
     from ...data import data_config
 
@@ -58,12 +120,12 @@ def train_transform(model: nn.Module, size: int | None = None, augmentation: Aug
     if augmentation.resolved_crop(size) == "pad":
         from torchvision import transforms
 
-        steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.RandomCrop(size, padding=size // 8)]
-        if augmentation.hflip:
-            steps.append(transforms.RandomHorizontalFlip(augmentation.hflip))
+        # the crop draws first, so with no other option the draws are exactly the in-memory path's
+        steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor(),
+                 CifarCrop(size // 8, augmentation.hflip)]  # fmt: skip
         if augmentation.color_jitter:
             steps.append(transforms.ColorJitter(*(3 * [augmentation.color_jitter])))
-        steps += [transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
+        steps.append(_Normalize(config["mean"], config["std"]))
         if augmentation.random_erasing:
             steps.append(transforms.RandomErasing(augmentation.random_erasing))
         return transforms.Compose(steps)
