@@ -72,15 +72,20 @@ def test_lrn_or_batchnorm():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())
 
 
-@pytest.mark.parametrize("name", ["inception_v3", "inception_v1_bn"])
+@pytest.mark.parametrize("name", ["inception_v3", "inception_v1_bn", "bn_inception", "inception_v1_tv",
+                                  "inception_v1_cifar", "inception_v1"])  # fmt: skip
 def test_norm_and_activation_layers(name):
     model = inceptionzoo.create_model(name, act_layer="gelu", norm_layer=torch.nn.BatchNorm2d).eval()
     assert any(type(m).__name__ == "GELU" for m in model.modules())  # timm's GELU for the name "gelu"
     assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())
-    no_norm = inceptionzoo.create_model(name, norm_layer=None)
-    if name == "inception_v3":  # no norm at all: biased convolutions
-        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_norm.modules())
-        assert all(m.bias is not None for m in no_norm.modules() if isinstance(m, torch.nn.Conv2d))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    no_norm = inceptionzoo.create_model(name, norm_layer=None)  # no norm layer at all: biased convolutions
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in no_norm.modules())
+    assert all(m.bias is not None for m in no_norm.modules() if isinstance(m, torch.nn.Conv2d))
+    default = inceptionzoo.create_model(name)  # the config's own choice: BatchNorm, except the 2014 LRN GoogLeNet
+    has_batchnorm = any(isinstance(m, torch.nn.BatchNorm2d) for m in default.modules())
+    assert has_batchnorm == (name != "inception_v1")
+    assert no_norm(torch.randn(1, 3, *no_norm.min_input_size)).shape == (1, no_norm.num_classes)
 
 
 @pytest.mark.parametrize("name", ["inception_v3", "inception_v1_bn", "bn_inception"])

@@ -153,6 +153,46 @@ def test_features_only_and_intermediates_agree(name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_timms_getter_feature_class(name):
+    """``feature_cls="getter"`` (what timm's own model tests pass) gives forward_intermediates' maps."""
+    torch.manual_seed(0)
+    model = build(name).eval()
+    x = make_input(model)
+    torch.manual_seed(0)  # the same weights: the wrapper's keys differ from the model's (model.*)
+    getter = build(name, features_only=True, feature_cls="getter", out_indices=(0, -1)).eval()
+    with torch.no_grad():
+        maps = getter(x)
+        expected = model.forward_intermediates(x, indices=[0, len(model.feature_info) - 1], intermediates_only=True)
+    torch.testing.assert_close(maps, expected)
+    assert getter.pretrained_cfg["architecture"] == model.pretrained_cfg["architecture"]
+
+
+@pytest.mark.parametrize("feature_cls", ["dict", "hook", "fx", "list"])
+@pytest.mark.parametrize("name", ["inception_v1", "inception_v3"])
+def test_timms_feature_classes_and_feature_cfg(name, feature_cls):
+    torch.manual_seed(0)
+    model = build(name).eval()
+    x = make_input(model)
+    torch.manual_seed(0)
+    wrapped = build(name, features_only=True, feature_cfg={"feature_cls": feature_cls, "out_indices": (1, 3)}).eval()
+    with torch.no_grad():
+        maps = wrapped(x)
+        expected = model.forward_intermediates(x, indices=[1, 3], intermediates_only=True)
+    torch.testing.assert_close(list(maps.values()) if isinstance(maps, dict) else maps, expected)
+    with pytest.raises(ValueError, match="smaller than this model's minimum"):
+        wrapped(torch.randn(1, 3, 8, 8))
+
+
+def test_feature_class_mistakes_are_named():
+    with pytest.raises(ValueError, match="feature_cls='lists': choose one of 'list', 'dict', 'hook', 'fx', 'getter'"):
+        build("inception_v1", features_only=True, feature_cls="lists")
+    with pytest.raises(ValueError, match="pass that too"):
+        build("inception_v1", feature_cls="dict")
+    with pytest.raises(TypeError, match="does not fit FeatureDictNet"):
+        build("inception_v1", features_only=True, feature_cfg={"feature_cls": "dict", "no_such_option": 1})
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_prune_intermediate_layers(name):
     model = build(name).eval()
     x = make_input(model)

@@ -95,6 +95,26 @@ def test_third_party_register_model():
         assert model.pretrained_cfg["num_classes"] == 7
         with pytest.raises(TypeError, match="depth"):
             inceptionzoo.create_model("tiny_test_net", depth=3)
+        inceptionzoo.register_model(tiny_test_net)  # the same builder again (a module reload): fine
+
+        def another():
+            def tiny_test_net(pretrained=False, **kwargs):
+                return inceptionzoo._builder.build_model_with_cfg(Tiny, "tiny_test_net", pretrained, **kwargs)
+
+            return tiny_test_net
+
+        with pytest.raises(ValueError, match="'tiny_test_net' is already registered .*override=True"):
+            inceptionzoo.register_model(another())
+        replacement = another()
+        assert inceptionzoo.register_model(override=True)(replacement) is replacement
+        assert inceptionzoo.create_model("tiny_test_net", width=3).conv.out_channels == 3
+
+        def inception_v3(pretrained=False, **kwargs):
+            return Tiny(**kwargs)
+
+        with pytest.raises(ValueError, match="'inception_v3' is already registered"):
+            inceptionzoo.register_model(inception_v3)  # a library model is never replaced by accident
+        assert inceptionzoo.create_model("inception_v3").num_classes == 1000
     finally:
         for table in (_registry._model_entrypoints, _registry._model_tags):
             table.pop("tiny_test_net", None)

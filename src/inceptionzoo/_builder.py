@@ -13,7 +13,7 @@ from torch import nn
 
 from ._checkpoint import load_checkpoint, load_pretrained_weights, load_state_dict
 from ._features import build_feature_extractor
-from ._registry import InceptionPretrainedCfg, get_pretrained_cfg, list_pretrained
+from ._registry import InceptionPretrainedCfg, full_model_name, get_pretrained_cfg, list_pretrained
 
 __all__ = ["build_model_with_cfg"]
 
@@ -31,7 +31,8 @@ def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[s
     if unknown:
         raise TypeError(
             f"{variant} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))} "
-            "(plus create_model's pretrained, features_only, out_indices, checkpoint_path, pretrained_cfg_overlay)"
+            "(plus create_model's pretrained, features_only, out_indices, feature_cls, feature_cfg, checkpoint_path, "
+            "pretrained_cfg, pretrained_cfg_overlay, scriptable, exportable, no_jit)"
         )
 
 
@@ -61,6 +62,8 @@ def build_model_with_cfg(
     pretrained_cfg_overlay: dict | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | int | None = None,
+    feature_cls: str | type[nn.Module] | None = None,
+    feature_cfg: dict[str, Any] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     **kwargs: Any,
@@ -71,6 +74,8 @@ def build_model_with_cfg(
     ``pretrained=True`` the weights are fetched (see ``_hub``) and loaded, adapting ``num_classes``/``in_chans``.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
+    if not features_only and (feature_cls is not None or feature_cfg):
+        raise ValueError("feature_cls and feature_cfg choose the feature wrapper of features_only=True; pass that too")
     if features_only and kwargs.get("aux_logits"):
         raise ValueError("features_only=True returns feature maps only; it cannot be combined with aux_logits=True")
     _check_model_kwargs(model_cls, variant, {k: v for k, v in kwargs.items() if k != "config"})
@@ -96,12 +101,12 @@ def build_model_with_cfg(
     if pretrained:
         from ._hub import download_pretrained
 
-        name = f"{cfg.architecture}.{cfg.tag}" if cfg.tag and cfg.architecture else variant
+        name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
         path = download_pretrained(cfg, name, cache_dir)
         load_pretrained_weights(model, load_state_dict(path), weights_num_classes, source=f"{name} weights ({path})")
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
 
     if features_only:
-        model = build_feature_extractor(model, out_indices)
+        model = build_feature_extractor(model, out_indices, feature_cls, feature_cfg)
     return model

@@ -7,11 +7,14 @@ import typing
 from dataclasses import fields, replace
 from typing import Any
 
+from timm.layers import set_layer_config
+from timm.models import PretrainedCfg
 from torch import nn
 
 from ._registry import (
     InceptionPretrainedCfg,
     UnknownModelError,
+    full_model_name,
     get_pretrained_cfg,
     is_model,
     model_entrypoint,
@@ -31,9 +34,15 @@ def create_model(
     global_pool: str | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | int | None = None,
+    feature_cls: str | type[nn.Module] | None = None,
+    feature_cfg: dict[str, Any] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    pretrained_cfg: str | dict[str, Any] | PretrainedCfg | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    scriptable: bool | None = None,
+    exportable: bool | None = None,
+    no_jit: bool | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
     """Build a model by name: ``"inception_v3"`` or ``"inception_v3.<tag>"`` for a given set of weights, or
@@ -48,32 +57,49 @@ def create_model(
         global_pool: ``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``, or ``""`` for unpooled features.
         features_only: return a feature extractor giving the maps at ``out_indices`` (``model.feature_info``).
         out_indices: which feature taps to return (default: all).
+        feature_cls: timm's feature wrapper: ``"list"`` (default), ``"dict"``, ``"hook"``, ``"fx"``, ``"getter"``.
+        feature_cfg: timm's feature options (``out_indices``, ``feature_cls`` and the wrapper's own arguments).
         checkpoint_path: a local ``.safetensors`` or ``.pth`` file to load after building (strict).
+        pretrained_cfg: as in timm: a weight tag (``"tv_in1k"``, the same as ``"name.tv_in1k"``), or a whole
+            pretrained config (a dict or ``PretrainedCfg``) used instead of the registered one.
         pretrained_cfg_overlay: fields replacing those of the tag's pretrained config.
         cache_dir: where downloads are cached (default: ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
+        scriptable, exportable, no_jit: timm's layer flags (``timm.layers.set_layer_config``) while building.
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
     check_argument_types("create_model", typing.get_type_hints(create_model), locals())
     passed = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, "global_pool": global_pool}
     model_kwargs.update({k: v for k, v in passed.items() if v is not None})
-    if model_name.startswith(("hf-hub:", "local-dir:")):
-        variant, pretrained_cfg, model_kwargs = _from_hub_config(model_name, model_kwargs, cache_dir)
-    else:
+    if isinstance(pretrained_cfg, str):  # timm: a string is the weight tag
+        if model_name.startswith(("hf-hub:", "local-dir:")):
+            raise ValueError(f"pretrained_cfg={pretrained_cfg!r} names a weight tag; {model_name} has its own weights")
         arch, tag = resolve_model_name(model_name)
-        variant = f"{arch}.{tag}" if tag else arch
-        pretrained_cfg = get_pretrained_cfg(variant)
-    build = model_entrypoint(pretrained_cfg.architecture or variant)
+        if model_name != arch and tag != pretrained_cfg:
+            raise ValueError(f"{model_name} and pretrained_cfg={pretrained_cfg!r} name two different weight tags")
+        model_name, pretrained_cfg = full_model_name(arch, pretrained_cfg), None
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        variant, resolved_cfg, model_kwargs = _from_hub_config(model_name, model_kwargs, cache_dir)
+    else:
+        variant = full_model_name(*resolve_model_name(model_name))
+        resolved_cfg = get_pretrained_cfg(variant)
+    if pretrained_cfg is not None:  # a whole config of the caller's, as timm takes it
+        given = pretrained_cfg.to_dict() if isinstance(pretrained_cfg, PretrainedCfg) else pretrained_cfg
+        resolved_cfg = InceptionPretrainedCfg.from_dict({**resolved_cfg.to_dict(), **given})
+    build = model_entrypoint(resolved_cfg.architecture or variant)
     try:
-        return build(
-            pretrained=pretrained,
-            pretrained_cfg_overlay=pretrained_cfg_overlay,
-            features_only=features_only,
-            out_indices=out_indices,
-            checkpoint_path=checkpoint_path,
-            cache_dir=cache_dir,
-            pretrained_cfg=pretrained_cfg,
-            **model_kwargs,
-        )
+        with set_layer_config(scriptable=scriptable, exportable=exportable, no_jit=no_jit):
+            return build(
+                pretrained=pretrained,
+                pretrained_cfg_overlay=pretrained_cfg_overlay,
+                features_only=features_only,
+                out_indices=out_indices,
+                feature_cls=feature_cls,
+                feature_cfg=feature_cfg,
+                checkpoint_path=checkpoint_path,
+                cache_dir=cache_dir,
+                pretrained_cfg=resolved_cfg,
+                **model_kwargs,
+            )
     except (TypeError, ValueError) as error:
         if not model_name.startswith(("hf-hub:", "local-dir:")):
             raise

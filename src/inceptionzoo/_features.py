@@ -1,4 +1,9 @@
-"""Feature extraction: ``features_only=True`` models built on timm's feature wrappers."""
+"""Feature extraction: ``features_only=True`` models built on timm's feature wrappers.
+
+``feature_cls`` takes timm's names with timm's meaning: ``"list"`` (the default here: a list of maps),
+``"dict"`` (maps keyed by module name), ``"hook"`` (forward hooks), ``"fx"`` (a traced graph), ``"getter"``
+(the model's ``forward_intermediates``), or a feature-wrapper class.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import numbers
 from typing import Any
 
 import torch
-from timm.models._features import FeatureListNet
+from timm.models import FeatureDictNet, FeatureGraphNet, FeatureHookNet, FeatureListNet
+from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
 from torch import nn
 
 from .layers import check_image_input
 
-__all__ = ["FeatureExtractor", "build_feature_extractor", "check_feature_indices"]
+__all__ = ["FEATURE_CLASSES", "FeatureExtractor", "build_feature_extractor", "check_feature_indices"]
 
 
 class FeatureExtractor(FeatureListNet):
@@ -61,14 +67,63 @@ def check_feature_indices(
     return tuple(int(i) for i in indices)
 
 
+FEATURE_CLASSES: dict[str, type[nn.Module]] = {
+    "list": FeatureExtractor,
+    "dict": FeatureDictNet,
+    "hook": FeatureHookNet,
+    "fx": FeatureGraphNet,
+    "getter": FeatureGetterNet,
+}  # timm maps these names inside build_model_with_cfg, with no function of its own to call
+
+
+def _feature_class(feature_cls: str | type[nn.Module] | None) -> type[nn.Module]:
+    if feature_cls is None:
+        return FeatureExtractor
+    if isinstance(feature_cls, type) and issubclass(feature_cls, nn.Module):
+        return FeatureExtractor if feature_cls is FeatureListNet else feature_cls
+    name = str(feature_cls).lower()
+    if "hook" in name:  # timm reads any name containing "hook" as the hook wrapper
+        name = "hook"
+    if name not in FEATURE_CLASSES:
+        raise ValueError(f"feature_cls={feature_cls!r}: choose one of {', '.join(map(repr, FEATURE_CLASSES))} or a "
+                         "feature wrapper class")  # fmt: skip
+    return FEATURE_CLASSES[name]
+
+
 def build_feature_extractor(
-    model: nn.Module, out_indices: tuple[int, ...] | list[int] | int | None
-) -> FeatureExtractor:
-    """Wrap ``model`` so that it returns its feature maps at ``out_indices`` (default: every tap)."""
+    model: nn.Module,
+    out_indices: tuple[int, ...] | list[int] | int | None,
+    feature_cls: str | type[nn.Module] | None = None,
+    feature_cfg: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Wrap ``model`` so that it returns its feature maps at ``out_indices`` (default: every tap), with timm's
+    ``feature_cls`` and ``feature_cfg`` (the wrapper's own arguments, e.g. ``flatten_sequential``)."""
+    feature_cfg = dict(feature_cfg or {})
+    out_indices = feature_cfg.pop("out_indices", out_indices)
+    wrapper = _feature_class(feature_cfg.pop("feature_cls", feature_cls))
     taps = len(model.feature_info)
     out_indices = check_feature_indices(model.feature_info, out_indices)
     if out_indices is None:
         out_indices = tuple(range(taps))
     elif isinstance(out_indices, int):
         out_indices = tuple(range(taps - out_indices, taps))
-    return FeatureExtractor(model, out_indices)
+    if wrapper is FeatureExtractor:
+        if feature_cfg:
+            raise TypeError(f"feature_cfg {sorted(feature_cfg)}: the list wrapper takes only out_indices and "
+                            "feature_cls")  # fmt: skip
+        return FeatureExtractor(model, out_indices)
+    in_chans, min_size = model.in_chans, getattr(model, "features_min_size", (1, 1))
+    pretrained_cfg = getattr(model, "pretrained_cfg", None)
+    try:
+        features = wrapper(model, out_indices=out_indices, **feature_cfg)
+    except TypeError as error:
+        raise TypeError(f"feature_cfg {feature_cfg} does not fit {wrapper.__name__}: {error}") from None
+    features.in_chans = in_chans
+
+    def check_input(module: nn.Module, args: tuple) -> None:
+        check_image_input(args[0], in_chans, *min_size, next(module.parameters(), None))
+
+    features.register_forward_pre_hook(check_input)  # the same input errors as the model and the list wrapper
+    if pretrained_cfg is not None:
+        features.pretrained_cfg = features.default_cfg = pretrained_cfg
+    return features

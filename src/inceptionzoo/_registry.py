@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from timm.models import PretrainedCfg
-from timm.models._registry import split_model_name_tag
+from timm.models import PretrainedCfg, split_model_name_tag
 
 __all__ = [
     "InceptionPretrainedCfg",
     "UnknownModelError",
+    "full_model_name",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -57,19 +57,40 @@ class UnknownModelError(ValueError):
     """A model name or weight tag that is not registered; the message lists the closest registered names."""
 
 
-def _full_name(arch: str, tag: str) -> str:
+def full_model_name(arch: str, tag: str | None) -> str:
+    """``arch.tag``, or ``arch`` alone when there is no tag: the inverse of ``split_model_name_tag``."""
     return f"{arch}.{tag}" if tag else arch
 
 
-def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
+def register_model(
+    fn: Callable[..., Any] | None = None, *, override: bool = False
+) -> Callable[..., Any] | Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a model builder under its function name, as timm's decorator of the same name does.
 
     If the builder's module defines ``default_cfgs`` (timm ``DefaultCfg`` objects keyed by architecture), its
     tags and pretrained configs are registered with it; otherwise the model gets a config with no weights.
+    A name that is already registered is an error (torchvision raises too; timm only warns), unless the builder is
+    registered with ``@register_model(override=True)``; the same builder imported again (a module reload) is fine.
     """
+    if fn is None:
+        return lambda builder: register_model(builder, override=override)
     arch = fn.__name__
     module_name = fn.__module__
     module = sys.modules.get(module_name)
+    existing = _model_entrypoints.get(arch)
+    if (
+        existing is not None
+        and not override
+        and (existing.__module__, existing.__qualname__)
+        != (
+            module_name,
+            fn.__qualname__,
+        )
+    ):
+        raise ValueError(
+            f"a model named {arch!r} is already registered (by {existing.__module__}); choose another name, or "
+            "register with @register_model(override=True) to replace it"
+        )
     _model_entrypoints[arch] = fn
     if module is not None and hasattr(module, "__all__") and arch not in module.__all__:
         module.__all__.append(arch)
@@ -79,7 +100,7 @@ def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
     if default_cfg is not None:
         for tag in default_cfg.tags:
             cfg = replace(default_cfg.cfgs[tag], architecture=arch, tag=tag or None)
-            _pretrained_cfgs[_full_name(arch, tag)] = cfg
+            _pretrained_cfgs[full_model_name(arch, tag)] = cfg
             tags.append(tag)
     else:
         _pretrained_cfgs[arch] = InceptionPretrainedCfg(architecture=arch)
@@ -119,7 +140,7 @@ def list_models(
     names: list[str] = []
     for arch in _model_entrypoints:
         if include_tags:
-            names.extend(_full_name(arch, tag) for tag in _model_tags[arch])
+            names.extend(full_model_name(arch, tag) for tag in _model_tags[arch])
         else:
             names.append(arch)
     patterns = _to_list(filter)
@@ -135,7 +156,7 @@ def list_models(
         if include_tags:
             names = [n for n in names if _has_weights(n)]
         else:
-            names = [n for n in names if any(_has_weights(_full_name(n, t)) for t in _model_tags[n])]
+            names = [n for n in names if any(_has_weights(full_model_name(n, t)) for t in _model_tags[n])]
     return sorted(set(names), key=_natural_key)
 
 
@@ -163,7 +184,7 @@ def _unknown_model(name: str) -> UnknownModelError:
 
 
 def _unknown_tag(arch: str, tag: str) -> UnknownModelError:
-    tags = [_full_name(arch, t) for t in _model_tags[arch] if t]
+    tags = [full_model_name(arch, t) for t in _model_tags[arch] if t]
     real = ", ".join(tags) if tags else f"none: {arch} has no published weights yet"
     return UnknownModelError(f"{arch!r} has no weights tagged {tag!r}. Its tags: {real}.")
 
@@ -196,4 +217,4 @@ def resolve_model_name(model_name: str) -> tuple[str, str]:
 def get_pretrained_cfg(model_name: str) -> PretrainedCfg:
     """The pretrained config of ``arch`` (its default tag) or ``arch.tag``: preprocessing, sizes, provenance."""
     arch, tag = resolve_model_name(model_name)
-    return replace(_pretrained_cfgs[_full_name(arch, tag)])
+    return replace(_pretrained_cfgs[full_model_name(arch, tag)])

@@ -67,10 +67,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from . import get_pretrained_cfg
     from ._hub import download_pretrained
+    from ._registry import full_model_name
 
     for name in args.names:
         cfg = get_pretrained_cfg(name)
-        full = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else name
+        full = full_model_name(cfg.architecture, cfg.tag) if cfg.tag else name
         if not cfg.has_weights:
             raise ValueError(f"{full} has no published weights; see `inceptionzoo list --pretrained`")
         print(f"{full}: {download_pretrained(cfg, full, args.cache_dir)}")

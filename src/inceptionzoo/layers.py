@@ -321,6 +321,12 @@ def check_image_input(
         raise ValueError(
             f"expected a 4-D input of shape (batch, {in_chans}, height, width), got {x.dim()}-D shape {list(x.shape)}"
         )
+    if x.shape[1] != in_chans and x.shape[3] == in_chans:
+        raise ValueError(
+            f"expected {in_chans} input channels, got {x.shape[1]} (shape {list(x.shape)}): this looks like a "
+            f"channels-last (batch, height, width, {in_chans}) array; pass x.permute(0, 3, 1, 2) (memory format "
+            "channels_last is fine, the shape must be (batch, channels, height, width))"
+        )
     if x.shape[1] != in_chans:
         raise ValueError(
             f"expected {in_chans} input channels, got {x.shape[1]} (shape {list(x.shape)}); "

@@ -231,7 +231,7 @@ class GoogLeNet(InceptionNet):
         global_pool: str = "avg",
         aux_logits: bool = False,
         aux_drop_rate: float = 0.7,
-        norm_layer: str | type[nn.Module] | None = None,
+        norm_layer: str | type[nn.Module] | None = "auto",
         norm_eps: float = 1e-3,
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
@@ -244,8 +244,8 @@ class GoogLeNet(InceptionNet):
         self.in_chans = in_chans
         self.aux_logits = aux_logits
         use_lrn = config.norm == "lrn"
-        if norm_layer is None and not use_lrn:
-            norm_layer = "batchnorm2d"
+        if norm_layer == "auto":  # the config's choice: BatchNorm after every convolution, or none (LRN, 2014)
+            norm_layer = None if use_lrn else "batchnorm2d"
         conv = partial(
             ConvNormAct,
             norm_layer=resolve_norm_layer(norm_layer, norm_eps),
