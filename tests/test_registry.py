@@ -56,9 +56,27 @@ def test_pretrained_cfg_fields():
     assert inceptionzoo.get_pretrained_cfg("inception_v3").input_size == (3, 299, 299)
 
 
-def test_unknown_kwargs_are_named():
-    with pytest.raises(TypeError, match="unknown argument.*aux_logitz"):
+def test_unknown_kwargs_are_named_with_the_closest_argument():
+    with pytest.raises(TypeError, match="unknown argument.*aux_logitz.*did you mean 'aux_logits'"):
         inceptionzoo.create_model("inception_v3", aux_logitz=True)
+    with pytest.raises(TypeError, match=r"num_clases \(did you mean 'num_classes' for 'num_clases'\?\)"):
+        inceptionzoo.create_model("inception_v1", num_clases=10)
+    with pytest.raises(TypeError, match="did you mean 'feature_cls'"):
+        inceptionzoo.create_model("inception_v1", features_only=True, feature_clss="dict")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) zzz; it accepts"):  # nothing close: no guess
+        inceptionzoo.create_model("inception_v1", zzz=1)
+
+
+def test_timms_create_model_arguments_are_taken():
+    assert inceptionzoo.create_model("inception_v3", pretrained_cfg="tv_in1k").pretrained_cfg["tag"] == "tv_in1k"
+    with pytest.raises(ValueError, match="two different weight tags"):
+        inceptionzoo.create_model("inception_v3.tf_in1k", pretrained_cfg="tv_in1k")
+    with pytest.raises(UnknownModelError, match="no weights tagged 'nope'"):
+        inceptionzoo.create_model("inception_v3", pretrained_cfg="nope")
+    custom = inceptionzoo.create_model("inception_v1", pretrained_cfg={"crop_pct": 0.9, "mean": (0.5, 0.5, 0.5)})
+    assert custom.pretrained_cfg["crop_pct"] == 0.9 and custom.pretrained_cfg["architecture"] == "inception_v1"
+    model = inceptionzoo.create_model("inception_v3", scriptable=True, exportable=True, no_jit=True)
+    torch.jit.script(model)
 
 
 def test_pretrained_without_weights_is_a_clear_error():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import os
 from dataclasses import replace
@@ -18,6 +19,12 @@ from ._registry import InceptionPretrainedCfg, full_model_name, get_pretrained_c
 __all__ = ["build_model_with_cfg"]
 
 
+_FACTORY_ARGUMENTS = {
+    "pretrained", "features_only", "out_indices", "feature_cls", "feature_cfg", "checkpoint_path", "pretrained_cfg",
+    "pretrained_cfg_overlay", "scriptable", "exportable", "no_jit", "cache_dir",
+}  # fmt: skip
+
+
 def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[str, Any]) -> None:
     params = inspect.signature(model_cls.__init__).parameters
     accepted = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
@@ -29,10 +36,11 @@ def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[s
         return
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
+        close = {name: difflib.get_close_matches(name, accepted | _FACTORY_ARGUMENTS, n=1) for name in unknown}
+        hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
         raise TypeError(
-            f"{variant} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))} "
-            "(plus create_model's pretrained, features_only, out_indices, feature_cls, feature_cfg, checkpoint_path, "
-            "pretrained_cfg, pretrained_cfg_overlay, scriptable, exportable, no_jit)"
+            f"{variant} got unknown argument(s) {', '.join(unknown)}{f' ({hints})' if hints else ''}; it accepts: "
+            f"{', '.join(sorted(accepted))} (plus create_model's {', '.join(sorted(_FACTORY_ARGUMENTS))})"
         )
 
 
