@@ -21,6 +21,7 @@ __all__ = ["build_model_with_cfg"]
 
 _FACTORY_ARGUMENTS = {
     "pretrained", "features_only", "out_indices", "feature_cls", "feature_cfg", "checkpoint_path", "pretrained_cfg",
+    "pretrained_file",
     "pretrained_cfg_overlay", "scriptable", "exportable", "no_jit", "cache_dir",
 }  # fmt: skip
 
@@ -92,7 +93,6 @@ def build_model_with_cfg(
         available = list_pretrained(f"{variant.split('.')[0]}*")
         hint = f"tags with weights: {', '.join(available)}" if available else "no weights are published for it yet"
         raise ValueError(f"{variant} has no pretrained weights ({hint}); load your own with checkpoint_path=...")
-    weights_num_classes = cfg.num_classes
 
     model = model_cls(**kwargs)
     in_chans = getattr(model, "in_chans", cfg.input_size[0])
@@ -111,7 +111,8 @@ def build_model_with_cfg(
 
         name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
         path = download_pretrained(cfg, name, cache_dir)
-        load_pretrained_weights(model, load_state_dict(path), weights_num_classes, source=f"{name} weights ({path})")
+        source = str(path) if cfg.file else f"{name} weights ({path})"
+        load_pretrained_weights(model, load_state_dict(path), source=source)
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
 

@@ -200,25 +200,34 @@ def _dtype_kind(dtype: torch.dtype) -> str:
     return "float" if dtype.is_floating_point else "integer"
 
 
+def _counted(key: str) -> bool:
+    """Keys a mismatch report counts: BatchNorm's ``num_batches_tracked`` counter is noise (torch fills it in)."""
+    return not key.endswith("num_batches_tracked")
+
+
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointMismatchError` listing missing keys, unexpected keys, shape mismatches and dtypes of
-    another kind (integer or boolean where the model has floats, or the reverse; float precisions may differ)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
+    """Raise :class:`CheckpointMismatchError` saying how many of the model's keys the checkpoint matches, then
+    listing (sorted) missing keys, unexpected keys, shape mismatches and dtypes of another kind (integer or boolean
+    where the model has floats, or the reverse; float precisions may differ)."""
+    own = {k: v for k, v in model.state_dict().items() if _counted(k)}
+    missing = sorted(k for k in own if k not in state_dict)
+    unexpected = sorted(k for k in state_dict if k not in own and _counted(k))
     shapes = [
         f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)})"
-        for k in own
+        for k in sorted(own)
         if k in state_dict and state_dict[k].shape != own[k].shape
     ]
     dtypes = [
         f"{k} (checkpoint {state_dict[k].dtype}, model {own[k].dtype})"
-        for k in own
+        for k in sorted(own)
         if k in state_dict and _dtype_kind(state_dict[k].dtype) != _dtype_kind(own[k].dtype)
     ]
     if not (missing or unexpected or shapes or dtypes):
         return
-    lines = [f"{source} does not fit {type(model).__name__}:"]
+    fitting = sum(1 for k in own if k in state_dict and state_dict[k].shape == own[k].shape)
+    lines = [f"{source} does not fit {type(model).__name__}: {fitting} of its {len(own)} keys match by name and shape"]
+    if fitting < len(own) / 2:
+        lines[0] += " (most keys differ: the checkpoint is of another architecture, or of another variant)"
     if missing:
         lines.append(f"  missing from the checkpoint ({len(missing)}): {_describe(missing)}")
     if unexpected:
@@ -229,8 +238,9 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tenso
         lines.append(f"  different kinds of dtype ({len(dtypes)}): {_describe(dtypes, 6)}")
     if any(k.startswith("AuxLogits") or k.startswith("aux") for k in missing):
         lines.append("  (the model has an auxiliary head the checkpoint lacks: build it with aux_logits=False)")
-    if any(k.split(".")[0] in ("fc", "classifier") for k in shapes):
-        lines.append("  (the classifier differs: build the model with the checkpoint's num_classes)")
+    if fitting >= len(own) / 2 and any(k.split(".")[0] in ("fc", "classifier") for k in shapes):
+        lines.append("  (the classifier differs: build the model with the checkpoint's num_classes, or pass the file "
+                     "as pretrained_file= to start from its weights with a new classifier)")  # fmt: skip
     raise CheckpointMismatchError("\n".join(lines))
 
 
@@ -252,6 +262,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     Every key must fit except an auxiliary head the model does not have. Differences are reported by name.
     """
     state_dict = drop_unused_aux_keys(model, load_state_dict(path))
+    own_keys = model.state_dict().keys()
+    state_dict = {k: v for k, v in state_dict.items() if _counted(k) or k in own_keys}  # counters of absent norms
     if strict:
         check_state_dict_fits(model, state_dict, source=str(path))
     else:
@@ -261,13 +273,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     return model
 
 
-def load_pretrained_weights(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], weights_num_classes: int, source: str
-) -> nn.Module:
+def load_pretrained_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """Load published weights into ``model``, adapting what the caller changed and nothing else.
 
-    A different ``num_classes`` re-initialises the classifiers (head and auxiliary heads); a different ``in_chans``
-    adapts the first convolution with timm's ``adapt_input_conv``. Every other key must fit exactly.
+    A classifier of another size (or none, ``num_classes=0``) re-initialises the classifiers (head and auxiliary
+    heads); a different ``in_chans`` adapts the first convolution with timm's ``adapt_input_conv``. Every other key
+    must fit exactly.
     """
     from timm.models import adapt_input_conv
 
@@ -277,12 +288,16 @@ def load_pretrained_weights(
     if key and key in state_dict and state_dict[key].shape[1] != model.in_chans:
         state_dict[key] = adapt_input_conv(model.in_chans, state_dict[key])
     reset: list[str] = []
-    if model.num_classes != weights_num_classes:
-        classifiers = model.classifier_names() if hasattr(model, "classifier_names") else ["fc"]
-        prefixes = tuple(f"{name}." for name in classifiers)
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
-        reset = [k for k in model.state_dict() if k.startswith(prefixes)]
     own = model.state_dict()
+    classifiers = model.classifier_names() if hasattr(model, "classifier_names") else ["fc"]
+    prefixes = tuple(f"{name}." for name in classifiers)
+    # by the shapes, not by the registered num_classes: a file of one's own (pretrained_file=) has its own head
+    head_differs = any(
+        k.startswith(prefixes) and (k not in own or v.shape != own[k].shape) for k, v in state_dict.items()
+    )
+    if head_differs:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+        reset = [k for k in own if k.startswith(prefixes)]
     check_state_dict_fits(model, {**{k: own[k] for k in reset}, **state_dict}, source=source)
     incompatible = model.load_state_dict(state_dict, strict=False)
     assert sorted(incompatible.missing_keys) == sorted(reset) and not incompatible.unexpected_keys

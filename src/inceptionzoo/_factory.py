@@ -37,6 +37,7 @@ def create_model(
     feature_cls: str | type[nn.Module] | None = None,
     feature_cfg: dict[str, Any] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    pretrained_file: str | os.PathLike | None = None,
     pretrained_cfg: str | dict[str, Any] | PretrainedCfg | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -59,7 +60,11 @@ def create_model(
         out_indices: which feature taps to return (default: all).
         feature_cls: timm's feature wrapper: ``"list"`` (default), ``"dict"``, ``"hook"``, ``"fx"``, ``"getter"``.
         feature_cfg: timm's feature options (``out_indices``, ``feature_cls`` and the wrapper's own arguments).
-        checkpoint_path: a local ``.safetensors`` or ``.pth`` file to load after building (strict).
+        checkpoint_path: a local ``.safetensors`` or ``.pth`` file to load after building (strict: every key fits,
+            as timm's ``checkpoint_path``; for resuming or using a model of this exact shape).
+        pretrained_file: a local file to start from, loaded as published weights are (a different ``num_classes``
+            gets a new classifier, a different ``in_chans`` an adapted first convolution): fine-tuning from your
+            own file. The same as timm's ``pretrained=True, pretrained_cfg_overlay={"file": ...}``.
         pretrained_cfg: as in timm: a weight tag (``"tv_in1k"``, the same as ``"name.tv_in1k"``), or a whole
             pretrained config (a dict or ``PretrainedCfg``) used instead of the registered one.
         pretrained_cfg_overlay: fields replacing those of the tag's pretrained config.
@@ -68,6 +73,10 @@ def create_model(
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
     check_argument_types("create_model", typing.get_type_hints(create_model), locals())
+    if pretrained_file is not None:
+        if checkpoint_path is not None:
+            raise ValueError("pass either pretrained_file (adapted to the model) or checkpoint_path (strict), not both")
+        pretrained, pretrained_cfg_overlay = True, {**(pretrained_cfg_overlay or {}), "file": str(pretrained_file)}
     passed = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, "global_pool": global_pool}
     model_kwargs.update({k: v for k, v in passed.items() if v is not None})
     if isinstance(pretrained_cfg, str):  # timm: a string is the weight tag
