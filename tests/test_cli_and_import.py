@@ -8,20 +8,36 @@ from inceptionzoo.cli import main
 
 
 @pytest.mark.lowest
-def test_list(capsys):
-    assert main(["list"]) == 0
-    assert "inception_v3" in capsys.readouterr().out.split()
-    assert main(["list", "inception_v3*"]) == 0
+def test_list_is_a_table_of_sizes_costs_and_accuracy(capsys):
+    import inceptionzoo
+
+    assert main(["list", "inception_v*"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["model", "weights", "params", "(M)", "GMACs", "input", "top-1"]
+    table = {row.split()[0]: row.split()[1:] for row in rows}
+    assert list(table) == inceptionzoo.list_models("inception_v*")
+    assert table["inception_v3"] == ["tv_in1k", "23.83", "5.71", "299x299", "77.47"]  # timm's and torchvision's
+    assert table["inception_v1"][0] == "-" and table["inception_v1"][-1] == "-"  # no weights, no accuracy
     assert main(["list", "resnet*"]) == 1
 
 
-def test_list_pretrained_matches_library(capsys):
+def test_list_names_and_pretrained_match_the_library(capsys):
     import inceptionzoo
 
-    code = main(["list", "--pretrained"])
+    assert main(["list", "--names"]) == 0
+    assert capsys.readouterr().out.split() == inceptionzoo.list_models()
+    code = main(["list", "--pretrained", "--names"])
     printed = capsys.readouterr().out.split()
     assert printed == inceptionzoo.list_pretrained()
     assert code == (0 if printed else 1)
+
+
+def test_bare_command_prints_the_help_and_version_is_shown(capsys):
+    assert main([]) == 0
+    assert "usage: inceptionzoo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("inceptionzoo ")
 
 
 @pytest.mark.lowest
@@ -38,7 +54,14 @@ def test_info_text_and_errors(capsys):
     assert main(["info", "inception_v3"]) == 0
     assert "multiply-adds" in capsys.readouterr().out
     assert main(["info", "inceptoin_v3"]) == 2
-    assert "Did you mean: inception_v3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Did you mean: inception_v3" in err and "run `inceptionzoo list`" in err
+    assert main(["info", "inception_v3.tf_in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "hf-hub:timm/inception_v3.tf_in1k" in out and "apache-2.0" in out and "top-1 77.87%" in out
+    assert "crop_pct 0.875" in out
+    assert main(["info", "inception_v3.tv_in1k"]) == 0
+    assert "top-1 77.47%" in capsys.readouterr().out  # each tag its own weights
 
 
 @pytest.mark.parametrize("entry", [["-m", "inceptionzoo"]])

@@ -10,27 +10,71 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
+def model_costs(name: str) -> tuple[int, int]:
+    """Parameters and multiply-adds at the input size of ``name``, counted on the ``meta`` device: shapes only, no
+    weights and no arithmetic, so a whole table takes seconds."""
+    import torch
+
+    from . import create_model
+    from .stats import count_macs, count_parameters
+
+    with torch.device("meta"):
+        model = create_model(name)
+        return count_parameters(model), count_macs(model)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import list_models
+    from . import get_pretrained_cfg, list_models
 
     names = list_models(args.pattern or "", pretrained=args.pretrained)
-    for name in names:
-        print(name)
     if not names:
         what = "pretrained weights" if args.pretrained else "models"
         print(f"no {what} match {args.pattern!r}", file=sys.stderr)
         return 1
+    if args.names:
+        print("\n".join(names))
+        return 0
+    rows = [("model", "weights", "params (M)", "GMACs", "input", "top-1")]
+    for name in names:
+        cfg = get_pretrained_cfg(name)
+        parameters, macs = model_costs(name)
+        size = "x".join(map(str, cfg.input_size[1:]))
+        top1 = f"{cfg.top1:.2f}" if getattr(cfg, "top1", None) else "-"
+        tag = (cfg.tag or "-") if cfg.has_weights else "-"
+        rows.append((name, tag, f"{parameters / 1e6:.2f}", f"{macs / 1e9:.2f}", size, top1))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:  # names left-aligned, figures right-aligned
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return 0
 
 
 def model_info(name: str) -> dict:
-    """The facts ``inceptionzoo info`` prints: sizes, cost, feature taps and weight tags."""
+    """The facts ``inceptionzoo info`` prints: sizes, cost, feature taps, weight tags and, for ``arch.tag`` (or an
+    architecture whose default tag has weights), where the weights come from, their preprocessing and accuracy."""
     from . import create_model, get_pretrained_cfg, list_models
     from .stats import count_macs, count_parameters
 
     model = create_model(name)
     cfg = get_pretrained_cfg(name)
     arch = cfg.architecture or name.split(".")[0]
+    weights = None
+    if cfg.has_weights:
+        weights = {
+            "tag": cfg.tag,
+            "source": (cfg.hf_hub_id and f"hf-hub:{cfg.hf_hub_id}") or cfg.url or cfg.file,
+            "license": cfg.license,
+            "origin": cfg.origin_url,
+            "interpolation": cfg.interpolation,
+            "crop_pct": cfg.crop_pct,
+            "mean": list(cfg.mean),
+            "std": list(cfg.std),
+            "top1": getattr(cfg, "top1", None),
+            "top5": getattr(cfg, "top5", None),
+        }
     return {
         "name": name,
         "parameters": count_parameters(model),
@@ -40,6 +84,7 @@ def model_info(name: str) -> dict:
         "num_features": model.num_features,
         "feature_info": model.feature_info,
         "weight_tags": [t for t in list_models(arch, include_tags=True) if "." in t],
+        "weights": weights,
         "paper": f"{cfg.paper_name} ({cfg.paper_ids})" if cfg.paper_name else None,
         "description": cfg.description,
     }
@@ -61,6 +106,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for i, tap in enumerate(info["feature_info"]):
         print(f"    {i}: {tap['module']:<16} channels {tap['num_chs']:<5} reduction {tap['reduction']}")
     print(f"  weight tags:    {', '.join(info['weight_tags']) or 'none published yet'}")
+    weights = info["weights"]
+    if weights:
+        accuracy = f"top-1 {weights['top1']:.2f}%, top-5 {weights['top5']:.2f}%" if weights["top1"] else "-"
+        print(f"  weights {weights['tag']}:")
+        print(f"    source:       {weights['source']}")
+        print(f"    license:      {weights['license'] or '-'}   origin: {weights['origin'] or '-'}")
+        print(f"    preprocessing: {weights['interpolation']}, crop_pct {weights['crop_pct']}, mean "
+              f"{tuple(weights['mean'])}, std {tuple(weights['std'])}")  # fmt: skip
+        print(f"    published:    {accuracy} (ImageNet-1k val, single crop)")
     return 0
 
 
@@ -93,11 +147,19 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("inceptionzoo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = "unknown"
     parser = argparse.ArgumentParser(prog="inceptionzoo", description="The Inception family for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"inceptionzoo {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="list registered models (shell-style PATTERN, e.g. 'inception_v3*')")
+    p_list = sub.add_parser("list", help="a table of the registered models (shell-style PATTERN, e.g. 'inception_v3*')")
     p_list.add_argument("pattern", nargs="?", default="", help="shell-style wildcard filter")
     p_list.add_argument("--pretrained", action="store_true", help="only names with published weights, as arch.tag")
+    p_list.add_argument("--names", action="store_true", help="the names only, one per line (for scripts)")
     p_list.set_defaults(func=_cmd_list)
     p_info = sub.add_parser("info", help="parameters, multiply-adds, input sizes, feature taps and weight tags")
     p_info.add_argument("name", help="a model name, optionally arch.tag")
@@ -131,10 +193,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.validate import main as validate_main
 
         return validate_main(argv[1:], prog="inceptionzoo validate")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, TypeError, RuntimeError, FileNotFoundError) as error:
         # the library's own errors are written for people: show them plainly, without a traceback
         print(f"inceptionzoo: error: {error}", file=sys.stderr)
+        from ._registry import UnknownModelError
+
+        if isinstance(error, UnknownModelError):
+            print("inceptionzoo: run `inceptionzoo list` for every model, `inceptionzoo list --pretrained` for "
+                  "every weight tag", file=sys.stderr)  # fmt: skip
         return 2
