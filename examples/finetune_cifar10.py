@@ -27,7 +27,7 @@ def run(argv: list[str]) -> int:
             "ImageFolder with train/ and test/) or --data torchvision:ROOT --download where the network allows.",
             file=sys.stderr,
         )
-        return 0
+        return 2
     return main(argv, defaults=DEFAULTS, prog="finetune_cifar10.py")
 
 

@@ -88,3 +88,20 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_cifar_example_fails_without_data_and_shows_its_own_defaults(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "finetune_cifar10.py"
+    spec = importlib.util.spec_from_file_location("finetune_cifar10", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.SHARED_COPY = tmp_path / "missing.tar.gz"
+    assert example.run([]) == 2  # nothing to train on is an error, not a success
+    assert "nothing to train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        example.run(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "[default here: 13]" in shown and "[default here: inception_v1_cifar]" not in shown

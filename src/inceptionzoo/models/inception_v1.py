@@ -350,8 +350,7 @@ class GoogLeNet(InceptionNet):
         x = self.conv3(self.conv2(x))
         if self.lrn2 is not None:
             x = self.lrn2(x)
-        if self.maxpool2 is not None:
-            x = self.maxpool2(x)
+        x = self.maxpool2(x)
         x = self.inception3b(self.inception3a(x))
         if self.inception3c is not None:
             x = self.inception3c(x)

@@ -545,9 +545,7 @@ class InceptionV3(InceptionNet):
             x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         if self.Pool1 is not None:
             x = self.Pool1(x)
-        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
-        if self.Pool2 is not None:
-            x = self.Pool2(x)
+        x = self.Pool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
         x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
         x = self.Mixed_6a(x)
         return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))

@@ -92,7 +92,8 @@ def _value_type(annotation: Any) -> type:
 
 def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``defaults`` lets a script (like the CIFAR-10 example) change the defaults."""
-    defaults = defaults or TrainConfig()
+    library_defaults = TrainConfig()
+    defaults = defaults or library_defaults
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Train or fine-tune an inceptionzoo model on an image-classification dataset: a folder of "
@@ -103,6 +104,8 @@ def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
         help_text = _HELP[field.name].replace("%(default)s", str(default))
+        if default != getattr(library_defaults, field.name) and "%(default)s" not in _HELP[field.name]:
+            help_text += f" [default here: {default}]"  # a script's own default, which the text above cannot name
         kind = _value_type(field.type)
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from timm.utils import unwrap_model  # DDP (module) and torch.compile (_orig_mod) wrappers
 from torch import nn
 
 from .recipes import Recipe
@@ -27,13 +28,6 @@ class EpochStats:
     top1: float
     top5: float
     images: int
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside a ``DistributedDataParallel`` (or ``torch.compile``) wrapper."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
 
 
 def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
