@@ -116,7 +116,7 @@ def _unsafe_globals(path: Path) -> list[str]:
 def _read_pickled(path: Path) -> object:
     """``torch.load(weights_only=True)``: only tensors and plain containers are built, no pickled code runs.
 
-    A refused file is :class:`UnsafeCheckpointError` naming what it would import, read from the pickle itself rather
+    A refused file is ``UnsafeCheckpointError`` naming what it would import, read from the pickle itself rather
     than from torch's message, whose wording changes between versions.
     """
     try:
@@ -161,8 +161,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Training checkpoints that nest the weights under ``state_dict``/``model`` and DataParallel's ``module.``
     prefixes are unwrapped, so files written by timm, torchvision and common training scripts load as they are.
-    Unreadable files and NaN / infinite weights raise :class:`CorruptCheckpointError`, pickles that would run code
-    :class:`UnsafeCheckpointError`, each naming the file.
+    Unreadable files and NaN / infinite weights raise ``CorruptCheckpointError``, pickles that would run code
+    ``UnsafeCheckpointError``, each naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -206,7 +206,7 @@ def _counted(key: str) -> bool:
 
 
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointMismatchError` saying how many of the model's keys the checkpoint matches, then
+    """Raise ``CheckpointMismatchError`` saying how many of the model's keys the checkpoint matches, then
     listing (sorted) missing keys, unexpected keys, shape mismatches and dtypes of another kind (integer or boolean
     where the model has floats, or the reverse; float precisions may differ)."""
     own = {k: v for k, v in model.state_dict().items() if _counted(k)}

@@ -50,7 +50,7 @@ def create_model(
     from a timm-layout repo: ``"hf-hub:org/repo[@revision]"`` or ``"local-dir:/path/to/folder"``.
 
     Args:
-        model_name: a name from :func:`list_models`, optionally with a weight tag.
+        model_name: a name from ``list_models``, optionally with a weight tag.
         pretrained: load the tag's published weights (downloaded once into the Hugging Face cache).
         num_classes: classifier size; 0 gives pooled features (``forward`` returns ``(B, num_features)``).
         in_chans: input channels (the first convolution is sized for it).

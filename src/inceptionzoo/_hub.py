@@ -291,7 +291,7 @@ def _url_to_safetensors(url: str, name: str) -> Path:
 def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """The local path of the weights ``cfg`` points at, downloading and checking them first if needed.
 
-    ``cache_dir`` is the Hugging Face cache for Hub repos; checkpoints published as a URL go to :func:`url_cache_dir`.
+    ``cache_dir`` is the Hugging Face cache for Hub repos; checkpoints published as a URL go to ``url_cache_dir``.
     """
     if cfg.file:
         path = Path(cfg.file)
@@ -418,7 +418,7 @@ def push_to_hub(
     commit_message: str = "Add weights with inceptionzoo",
     revision: str | None = None,
 ) -> str:
-    """Write ``model`` with :func:`save_pretrained` and upload it to ``repo_id`` (created if needed).
+    """Write ``model`` with ``save_pretrained`` and upload it to ``repo_id`` (created if needed).
 
     Returns the commit's URL."""
     from huggingface_hub import HfApi

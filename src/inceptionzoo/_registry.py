@@ -1,6 +1,6 @@
 """The model registry: names, weight tags and their pretrained configs, looked up the way timm users expect.
 
-Model files register builder functions with :func:`register_model`; a module-level ``default_cfgs`` (made with
+Model files register builder functions with ``register_model``; a module-level ``default_cfgs`` (made with
 timm's ``generate_default_cfgs``) in the same file gives each architecture its ``arch.tag`` pretrained configs.
 """
 
@@ -161,7 +161,7 @@ def list_models(
 
 
 def list_pretrained(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:
-    """Every ``arch.tag`` that has published weights, filtered like :func:`list_models`."""
+    """Every ``arch.tag`` that has published weights, filtered like ``list_models``."""
     return list_models(filter, pretrained=True, exclude_filters=exclude_filters, include_tags=True)
 
 

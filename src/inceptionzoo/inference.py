@@ -70,7 +70,7 @@ def _onednn_runs(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def fuse_relu(graph: fx.GraphModule) -> int:
     """Replace each convolution whose only use is a ReLU (``nn.ReLU``, ``F.relu`` or ``torch.relu``), possibly
-    through ``nn.Identity`` left by BatchNorm folding, by one :class:`ConvReLU2d`; returns how many. In place."""
+    through ``nn.Identity`` left by BatchNorm folding, by one ``ConvReLU2d``; returns how many. In place."""
     modules = dict(graph.named_modules())
 
     def only_user(node: fx.Node) -> fx.Node | None:

@@ -2,7 +2,7 @@
 gradient checkpointing, parameter groups and the minimum input size.
 
 A family's model class builds its layers as named attributes (the names its checkpoints use), writes its own
-scriptable ``forward``, and calls :meth:`InceptionNet.finish_init` once its layers exist.
+scriptable ``forward``, and calls ``InceptionNet.finish_init`` once its layers exist.
 """
 
 from typing import Any
@@ -118,6 +118,7 @@ class InceptionNet(nn.Module):
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
+        """The final classifier (``fc``; ``nn.Identity`` after ``reset_classifier(0)``), as in timm."""
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
@@ -132,6 +133,7 @@ class InceptionNet(nn.Module):
             getattr(self, aux_name).reset_classifier(num_classes)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before ``fc``."""
         x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.fc(x)
 

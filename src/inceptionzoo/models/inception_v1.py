@@ -182,7 +182,7 @@ class GoogLeNetConfig:
     Attributes:
         norm: ``"lrn"`` (the 2014 paper: biased convolutions, LRN after the first pool and after conv3) or
             ``"batchnorm"`` (BatchNorm after every convolution, no LRN).
-        branch3: the third branch of every module (see :class:`InceptionModule`).
+        branch3: the third branch of every module (see ``InceptionModule``).
         modules: the modules' widths, Table 1 of the 2014 paper or figure 5 of the BN paper.
         stage_pools: max pools between the 28/14/7 grids (GoogLeNet); BN-Inception reduces with stride-2 modules.
         stem: ``"imagenet"`` (7x7/2 convolution and two max pools: 224 -> 28) or ``"cifar"`` (3x3 convolutions at
@@ -212,9 +212,9 @@ class GoogLeNetConfig:
 
 
 class GoogLeNet(InceptionNet):
-    """GoogLeNet and BN-Inception from one skeleton and a :class:`GoogLeNetConfig`.
+    """GoogLeNet and BN-Inception from one skeleton and a ``GoogLeNetConfig``.
 
-    ``forward`` returns logits, or :class:`~inceptionzoo.layers.GoogLeNetOutputs` ``(logits, aux_logits2,
+    ``forward`` returns logits, or ``GoogLeNetOutputs`` ``(logits, aux_logits2,
     aux_logits1)`` in both training and eval mode when built with ``aux_logits=True``.
     """
 

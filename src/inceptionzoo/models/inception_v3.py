@@ -215,7 +215,7 @@ class InceptionAsymmetric(nn.Module):
 
 class GridReductionAsymmetric(_Reduction):
     """Figure 10 on the 17x17 grid: reduce 17x17 -> 8x8 with a 3x3/2 branch, a 1x7 -> 7x1 -> 3x3/2 branch and
-    a parallel stride-2 max pool (``kind`` as in :class:`GridReduction`)."""
+    a parallel stride-2 max pool (``kind`` as in ``GridReduction``)."""
 
     def __init__(
         self,
@@ -394,8 +394,8 @@ class InceptionV3Config:
 class InceptionV3(InceptionNet):
     """The Inception-v2/v3 network of the 2016 paper, built from the shared blocks above and a config.
 
-    ``forward`` returns logits, or :class:`~inceptionzoo.layers.InceptionOutputs` ``(logits, aux_logits)`` in
-    both training and eval mode when built with ``aux_logits=True``. Any field of :class:`InceptionV3Config`
+    ``forward`` returns logits, or ``InceptionOutputs`` ``(logits, aux_logits)`` in
+    both training and eval mode when built with ``aux_logits=True``. Any field of ``InceptionV3Config``
     can also be given as a keyword argument (``create_model("inception_v3", factorize_nxn=False)``).
     """
 

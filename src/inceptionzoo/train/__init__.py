@@ -1,15 +1,15 @@
 """Training utilities (the ``train`` extra). Imported only when asked for: ``import inceptionzoo`` never loads them.
 
-- :mod:`~inceptionzoo.train.recipes`: the papers' recipes as data, built with timm's and torch's factories.
-- :mod:`~inceptionzoo.train.data`: the data sources: folders and tar shards streamed through DataLoader workers,
+- ``recipes``: the papers' recipes as data, built with timm's and torch's factories.
+- ``data``: the data sources: folders and tar shards streamed through DataLoader workers,
   CIFAR-style splits as in-memory tensors with augmentation on whole batches.
-- :mod:`~inceptionzoo.train.engine`: one training epoch and one evaluation pass.
-- :mod:`~inceptionzoo.train.checkpoint`: atomic checkpoints and exact resume.
-- :mod:`~inceptionzoo.train.reporting`: metrics as CSV / JSON lines and a PNG plot.
-- :mod:`~inceptionzoo.train.loop`: ``fit(TrainConfig(...))``, one process or many (torchrun), and
-  :mod:`~inceptionzoo.train.cli`, its command line (``inceptionzoo train``).
-- :mod:`~inceptionzoo.train.probe`: ``--freeze``, the classifier trained on cached backbone features.
-- :mod:`~inceptionzoo.train.validate`: ``inceptionzoo validate``, accuracy and speed of any model on any data.
+- ``engine``: one training epoch and one evaluation pass.
+- ``checkpoint``: atomic checkpoints and exact resume.
+- ``reporting``: metrics as CSV / JSON lines and a PNG plot.
+- ``loop``: ``fit(TrainConfig(...))``, one process or many (torchrun), and
+  ``cli``, its command line (``inceptionzoo train``).
+- ``probe``: ``--freeze``, the classifier trained on cached backbone features.
+- ``validate``: ``inceptionzoo validate``, accuracy and speed of any model on any data.
 """
 
 from .loop import TrainConfig, fit

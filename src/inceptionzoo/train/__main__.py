@@ -1,4 +1,4 @@
-"""``python -m inceptionzoo.train``: see :mod:`inceptionzoo.train.cli`."""
+"""``python -m inceptionzoo.train``: see ``inceptionzoo.train.cli``."""
 
 import sys
 

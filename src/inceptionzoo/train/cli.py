@@ -115,7 +115,7 @@ def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A :class:`TrainConfig` from parsed arguments."""
+    """A ``TrainConfig`` from parsed arguments."""
     return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
 
 

@@ -30,7 +30,7 @@ __all__ = ["TrainConfig", "fit"]
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; ``None`` means "the recipe's value" (see :mod:`inceptionzoo.train.recipes`)."""
+    """Everything a run needs; ``None`` means "the recipe's value" (see ``inceptionzoo.train.recipes``)."""
 
     model: str = "inception_v1_cifar"
     data: str = ""
@@ -555,5 +555,5 @@ class _Run:
 
 
 def config_fields() -> list[str]:
-    """The names of :class:`TrainConfig`'s settings (the CLI's options)."""
+    """The names of ``TrainConfig``'s settings (the CLI's options)."""
     return [f.name for f in fields(TrainConfig)]

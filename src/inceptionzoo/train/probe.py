@@ -38,7 +38,7 @@ def extract_features(
     """``(features, labels)``: the pooled, pre-classifier features of every batch (what ``forward_head(...,
     pre_logits=True)`` returns), float32 on the CPU, computed in evaluation mode.
 
-    ``fast`` runs a copy of the backbone through :func:`inceptionzoo.optimize_for_inference` (BatchNorm folded,
+    ``fast`` runs a copy of the backbone through ``inceptionzoo.optimize_for_inference`` (BatchNorm folded,
     fused, in ``autocast_dtype``), ``chunk`` images at a time; ``count`` (the images to expect) lets the result be
     one tensor filled in place instead of a list of small ones, which on glibc fragments memory over a long pass.
     """

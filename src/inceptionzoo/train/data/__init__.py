@@ -1,6 +1,6 @@
-"""Training data. :mod:`.sources` turns ``--data`` into the loaders of a run: folders of images
-(:mod:`.folder`) and tar shards (:mod:`.shards`) streamed through DataLoader workers (:mod:`.loaders`) with the
-transforms of :mod:`.transforms`, or CIFAR-style splits held in memory as ``uint8`` tensors (:mod:`.in_memory`, whose
+"""Training data. ``.sources`` turns ``--data`` into the loaders of a run: folders of images
+(``.folder``) and tar shards (``.shards``) streamed through DataLoader workers (``.loaders``) with the
+transforms of ``.transforms``, or CIFAR-style splits held in memory as ``uint8`` tensors (``.in_memory``, whose
 names are re-exported here)."""
 
 from .in_memory import (

@@ -93,7 +93,7 @@ class ImageFileDataset(torch.utils.data.Dataset):
     """``(image tensor, label)`` for a list of ``(file, label)``, decoded and transformed on demand.
 
     ``skip_bad`` returns None for an unreadable file (the collate function drops and counts it) instead of raising
-    :class:`BadImageError`. ``set_epoch`` reaches worker processes too: the epoch lives in shared memory.
+    ``BadImageError``. ``set_epoch`` reaches worker processes too: the epoch lives in shared memory.
     """
 
     def __init__(

@@ -5,7 +5,7 @@ A loader knows its number of steps per epoch on this rank (``len``), yields ``(i
 
 Training batches: the in-memory split is shuffled by torch's ``DistributedSampler`` (every rank its share), folders
 by the same sampler inside a ``DataLoader`` whose workers decode and augment, tar shards by shard (see
-:mod:`.shards`). An image's augmentation is drawn from its seed ``(seed, epoch, index)`` on every path, so a folder
+``.shards``). An image's augmentation is drawn from its seed ``(seed, epoch, index)`` on every path, so a folder
 of CIFAR images gives the same batches in memory as streamed.
 Evaluation: rank ``r`` of ``w`` takes images ``r, r + w, ...``, so every image is evaluated once.
 """
@@ -42,7 +42,7 @@ def _clean_worker_error(error: Exception) -> Exception:
 
 
 class TensorLoader:
-    """Batches of an in-memory :class:`ImageTensors` split (augmented on whole batches, no workers)."""
+    """Batches of an in-memory ``ImageTensors`` split (augmented on whole batches, no workers)."""
 
     def __init__(
         self,
@@ -88,8 +88,8 @@ class TensorLoader:
 
 
 class StreamLoader:
-    """Batches decoded and augmented in ``workers`` DataLoader processes from an :class:`ImageFileDataset` (with a
-    distributed sampler) or a :class:`TarShardDataset` (which shards itself)."""
+    """Batches decoded and augmented in ``workers`` DataLoader processes from an ``ImageFileDataset`` (with a
+    distributed sampler) or a ``TarShardDataset`` (which shards itself)."""
 
     def __init__(
         self,

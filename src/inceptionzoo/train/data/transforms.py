@@ -74,7 +74,7 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 
 class CifarCrop:
     """The CIFAR crop of one ``uint8`` image tensor (``pad`` pixels of zero padding, a random crop back to its
-    size, a flip with probability ``hflip``), drawn from torch's generator as :func:`draw_cifar_crop` draws it."""
+    size, a flip with probability ``hflip``), drawn from torch's generator as ``draw_cifar_crop`` draws it."""
 
     def __init__(self, pad: int, hflip: float) -> None:
         self.pad, self.hflip = pad, hflip
@@ -89,7 +89,7 @@ class CifarCrop:
 
 
 class _Normalize:
-    """:func:`normalize` as a transform step."""
+    """``normalize`` as a transform step."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean, self.std = tuple(mean), tuple(std)
