@@ -9,6 +9,7 @@ which shrink them to seconds without changing what is run. Install commands are 
 the README's two set-up commands are the ones ``.ci/run`` runs verbatim.
 """
 
+import inspect
 import os
 import re
 import shlex
@@ -215,28 +216,35 @@ def test_readme_setup_commands_are_there():
 # --- the model table and the paper-row pages ----------------------------------------------------------------------
 
 
-def model_table() -> dict[str, list[str]]:
-    rows = {}
+def model_table(header: str = "| model | parameters |") -> dict[str, list[str]]:
+    """The rows of the docs/models.md table whose header starts with ``header``, keyed by model name."""
+    rows, inside = {}, False
     for line in (ROOT / "docs" / "models.md").read_text().splitlines():
+        inside = line.startswith(header) or (inside and line.startswith("|"))
         match = re.match(r"\| `([a-z0-9_]+)` \|(.*)\|$", line)
-        if match:
+        if inside and match:
             rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
     return rows
 
 
-def test_every_model_has_a_row():
-    assert sorted(model_table()) == sorted(inceptionzoo.list_models())
+def test_every_model_has_a_row_in_both_tables_and_the_paper_rows_are_in_table_order():
+    assert sorted(model_table()) == sorted(model_table("| model | paper row |")) == sorted(inceptionzoo.list_models())
+    rows = [cells[0] for cells in model_table("| model | paper row |").values() if cells[0].startswith("Table 3")]
+    assert rows == sorted(rows, key=lambda row: int(re.search(r"row (\d+)", row).group(1)))
 
 
 @pytest.mark.parametrize("name", inceptionzoo.list_models())
 def test_model_table_counts_match_code(name):
-    _, params, macs, input_size, *_, minimum, _tags = model_table()[name]
+    params, macs, input_size, minimum, with_aux, _tags = model_table()[name]
     model = inceptionzoo.create_model(name)
     assert int(params.replace(",", "")) == count_parameters(model)
     assert macs == f"{count_macs(model) / 1e9:.3f} G"
     height, width = model.pretrained_cfg["input_size"][1:]
     assert input_size == f"{height}x{width}"
-    assert minimum.startswith(f"{model.min_input_size[0]}x{model.min_input_size[1]}")
+    assert minimum == f"{model.min_input_size[0]}x{model.min_input_size[1]}"
+    if "aux_logits" in inspect.signature(type(model).__init__).parameters:
+        aux = inceptionzoo.create_model(name, aux_logits=True)
+        assert with_aux == f"{aux.min_input_size[0]}x{aux.min_input_size[1]}"
 
 
 FIGURES_HEADER = "| model | parameters | multiply-adds | paper top-1 error | paper top-5 error | paper cost |"
@@ -264,9 +272,9 @@ def test_each_paper_row_has_a_page_that_matches_the_code(name):
 def test_the_built_site_shows_no_raw_sphinx_roles_and_the_whole_model_interface(tmp_path):
     """mkdocstrings renders Markdown, not reStructuredText: a ``:func:`x``` in a docstring shows up raw."""
     root = Path(__file__).parents[1]
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                           cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]  # strict: a docstring griffe cannot read fails here too
     raw = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):(?:`|<code>)")
     pages = list((tmp_path / "site").rglob("*.html"))
     assert len(pages) > 20

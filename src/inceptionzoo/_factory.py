@@ -69,7 +69,9 @@ def create_model(
             pretrained config (a dict or ``PretrainedCfg``) used instead of the registered one.
         pretrained_cfg_overlay: fields replacing those of the tag's pretrained config.
         cache_dir: where downloads are cached (default: ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
-        scriptable, exportable, no_jit: timm's layer flags (``timm.layers.set_layer_config``) while building.
+        scriptable: timm's layer flag (``timm.layers.set_layer_config``) while building: TorchScript-friendly layers.
+        exportable: timm's layer flag while building: layers that export (ONNX).
+        no_jit: timm's layer flag while building: no JIT-scripted activations.
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
     check_argument_types("create_model", typing.get_type_hints(create_model), locals())
