@@ -159,6 +159,22 @@ def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
     assert "not in the cache" in capsys.readouterr().err
 
 
+def test_without_dns_the_cache_is_used_at_once_and_the_rest_is_a_clear_error(hub, monkeypatch):
+    """A host that does not resolve: no back-off retries (huggingface_hub's take about 23 s), cached weights load,
+    and the error for the others says how to work offline."""
+    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)  # cached
+    monkeypatch.setenv("HF_ENDPOINT", "http://weights.invalid")  # .invalid never resolves (RFC 2606)
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    requests = len(hub.requests)
+    model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
+    with pytest.raises(WeightsDownloadError, match=r"cannot resolve weights\.invalid .*HF_HUB_OFFLINE=1.*"
+                                                   r"pretrained_file="):  # fmt: skip
+        inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
+    assert len(hub.requests) == requests
+
+
 def test_unknown_tag_and_missing_repo_or_file(hub):
     with pytest.raises(inceptionzoo.UnknownModelError, match="inception_v3.tf_in1k"):
         inceptionzoo.create_model("inception_v3.tv_in22k", pretrained=True)

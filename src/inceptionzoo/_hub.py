@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,36 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _unresolvable_host(url: str) -> str | None:
+    """``url``'s host name when DNS cannot resolve it (and no proxy would resolve it for us), else None.
+
+    huggingface_hub retries a failed connection with back-off for about 23 s before it gives up or falls back to
+    its cache; a DNS failure will not heal in that time, and one lookup (milliseconds) says so at once.
+    """
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return None
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        return None
+    try:
+        socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except socket.gaierror:
+        return parsed.hostname
+    except OSError:
+        return None
+    return None
+
+
+def _offline_hint(name: str) -> str:
+    return (
+        f"set HF_HUB_OFFLINE=1 to use cached weights without trying the network, run `inceptionzoo download {name}` "
+        "where there is network, or start from a local file with create_model(..., pretrained_file=PATH)"
+    )
 
 
 def _how_to_fetch(name: str, folder: Path) -> str:
@@ -171,6 +202,15 @@ def _hf_hub_download(
     )
 
     offline = is_offline()
+    host = None if offline else _unresolvable_host(_endpoint() or "https://huggingface.co")
+    if host is not None:  # no network: what is cached is used at once, as huggingface_hub would after its retries
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, local_files_only=True))
+        except LocalEntryNotFoundError as error:
+            raise WeightsDownloadError(
+                f"{name}: cannot resolve {host} (no network or no DNS here), and {repo_id}/{filename} is not cached; "
+                f"{_offline_hint(name)}"
+            ) from error
     try:
         return Path(
             hf_hub_download(
@@ -192,7 +232,7 @@ def _hf_hub_download(
             ) from error
         raise WeightsDownloadError(
             f"{name}: could not reach {_endpoint() or 'the Hugging Face Hub'} to fetch {repo_id}/{filename}, and it is "
-            f"not cached ({error}); check the network or HF_ENDPOINT and try again"
+            f"not cached ({error}); check the network or HF_ENDPOINT, or {_offline_hint(name)}"
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise WeightsDownloadError(
@@ -280,7 +320,12 @@ def _url_to_safetensors(url: str, name: str) -> Path:
                     f"{name}: {url} does not match its published hash ({error}); nothing was cached"
                 ) from error
             except OSError as error:
-                raise WeightsDownloadError(f"{name}: downloading {url} failed: {error}; try again") from error
+                unresolved = _unresolvable_host(url)
+                reason = f"cannot resolve {unresolved} (no network or no DNS here)" if unresolved else str(error)
+                raise WeightsDownloadError(
+                    f"{name}: downloading {url} failed: {reason}; try again with network access, or "
+                    f"{_offline_hint(name)}"
+                ) from error
         state_dict = load_state_dict(download)  # torch.load(weights_only=True): no pickled code runs
         converted = Path(scratch) / target.name
         save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted))
