@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import os
 from dataclasses import replace
@@ -15,6 +14,7 @@ from torch import nn
 from ._checkpoint import load_checkpoint, load_pretrained_weights, load_state_dict
 from ._features import build_feature_extractor
 from ._registry import InceptionPretrainedCfg, full_model_name, get_pretrained_cfg, list_pretrained
+from ._validation import check_known_names
 
 __all__ = ["build_model_with_cfg"]
 
@@ -35,14 +35,7 @@ def _check_model_kwargs(model_cls: type[nn.Module], variant: str, kwargs: dict[s
         accepted |= {f.name for f in dataclasses.fields(config_class)}
     elif any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        close = {name: difflib.get_close_matches(name, accepted | _FACTORY_ARGUMENTS, n=1) for name in unknown}
-        hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
-        raise TypeError(
-            f"{variant} got unknown argument(s) {', '.join(unknown)}{f' ({hints})' if hints else ''}; it accepts: "
-            f"{', '.join(sorted(accepted))} (plus create_model's {', '.join(sorted(_FACTORY_ARGUMENTS))})"
-        )
+    check_known_names(variant, kwargs, accepted | _FACTORY_ARGUMENTS)  # create_model's own arguments count too
 
 
 def resolve_pretrained_cfg(
@@ -56,9 +49,7 @@ def resolve_pretrained_cfg(
     else:
         cfg = get_pretrained_cfg(variant)
     if overlay:
-        unknown = sorted(set(overlay) - set(type(cfg).__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"pretrained_cfg_overlay has unknown field(s): {', '.join(unknown)}")
+        check_known_names("pretrained_cfg_overlay", overlay, type(cfg).__dataclass_fields__, what="field")
         cfg = replace(cfg, **overlay)
     return cfg
 

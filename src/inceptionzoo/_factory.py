@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import typing
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from timm.layers import set_layer_config
@@ -20,7 +20,7 @@ from ._registry import (
     model_entrypoint,
     resolve_model_name,
 )
-from .layers import check_argument_types
+from ._validation import check_argument_types
 
 __all__ = ["create_model"]
 
@@ -116,7 +116,7 @@ def create_model(
             raise
         raise type(error)(
             f"{model_name}: the model arguments of its config.json (with yours) do not build "
-            f"{pretrained_cfg.architecture}: {error}"
+            f"{resolved_cfg.architecture}: {error}"
         ) from error
 
 
@@ -134,8 +134,7 @@ def _from_hub_config(
     model_args = config.get("model_args") or {}
     if not isinstance(stored, dict) or not isinstance(model_args, dict):
         raise ValueError(f"{source}: config.json's pretrained_cfg and model_args must be JSON objects")
-    known = {f.name for f in fields(InceptionPretrainedCfg)}
-    stored = {k: v for k, v in stored.items() if k in known}  # fields of newer timm versions are ignored, as timm does
+    # from_dict ignores fields it does not know (those of newer timm versions), as timm does
     cfg = InceptionPretrainedCfg.from_dict({**stored, "architecture": arch, **weights})
     cfg = replace(cfg, num_classes=config.get("num_classes", cfg.num_classes), url=None, source=source)
     kwargs = {**model_args, **model_kwargs}

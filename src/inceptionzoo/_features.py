@@ -15,7 +15,7 @@ from timm.models import FeatureDictNet, FeatureGraphNet, FeatureHookNet, Feature
 from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
 from torch import nn
 
-from .layers import check_image_input
+from ._validation import check_image_input
 
 __all__ = ["FEATURE_CLASSES", "FeatureExtractor", "build_feature_extractor", "check_feature_indices"]
 

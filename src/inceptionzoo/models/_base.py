@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .._features import check_feature_indices
-from ..layers import check_head_arguments, check_image_input, minimum_input_size
+from .._validation import check_head_arguments, check_image_input
+from ..sizes import minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs
 from torch import nn
@@ -22,18 +23,16 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
+from .._validation import check_config_fields, check_image_input, check_model_arguments
 from ..layers import (
     ConvNormAct,
     GoogLeNetOutputs,
-    check_config_fields,
-    check_image_input,
-    check_model_arguments,
     replace_config,
     resolve_act_layer,
     resolve_norm_layer,
     scale_width,
-    spatial_output_size,
 )
+from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule"]
@@ -396,8 +395,8 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
             "pool_size": (7, 7),
             "crop_pct": 0.875,
             "interpolation": "bilinear",
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
+            "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD,
             "first_conv": "conv1.conv",
             "classifier": "fc",
             "license": "apache-2.0",
@@ -423,8 +422,8 @@ default_cfgs = generate_default_cfgs(
         "inception_v1_tv.tv_in1k": _cfg(
             paper_row="torchvision googlenet",
             url="https://download.pytorch.org/models/googlenet-1378be20.pth",
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
+            mean=IMAGENET_INCEPTION_MEAN,
+            std=IMAGENET_INCEPTION_STD,
             top1=69.778,
             top5=89.530,
             license="bsd-3-clause",

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs
 from torch import nn
@@ -18,18 +19,16 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
+from .._validation import check_config_fields, check_image_input, check_model_arguments
 from ..layers import (
     ConvNormAct,
     InceptionOutputs,
-    check_config_fields,
-    check_image_input,
-    check_model_arguments,
     replace_config,
     resolve_act_layer,
     resolve_norm_layer,
     scale_width,
-    spatial_output_size,
 )
+from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = [
@@ -578,8 +577,8 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
             "pool_size": (8, 8),
             "crop_pct": 0.875,
             "interpolation": "bicubic",
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
+            "mean": IMAGENET_INCEPTION_MEAN,
+            "std": IMAGENET_INCEPTION_STD,
             "first_conv": "Conv2d_1a_3x3.conv",
             "classifier": "fc",
             "license": "apache-2.0",
@@ -645,8 +644,8 @@ default_cfgs = generate_default_cfgs(
             hf_hub_id="timm/inception_v3.gluon_in1k",
             top1=78.806,
             top5=94.372,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
             origin_url="https://cv.gluon.ai/model_zoo/classification.html",
             description="Inception-v3, GluonCV's ImageNet weights (ImageNet mean/std preprocessing).",
         ),
