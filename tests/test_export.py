@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import inceptionzoo
-from conftest import MODEL_NAMES, make_input
+from conftest import DISTINCT_NETWORKS, make_input
 
 _models: dict = {}
 
@@ -24,7 +24,7 @@ def assert_same(out, reference, rtol=1e-5):
 
 
 @pytest.mark.lowest
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_torchscript(name):
     model, x = model_and_input(name)
     scripted = torch.jit.script(model)
@@ -42,7 +42,7 @@ def test_torchscript(name):
 
 
 @pytest.mark.lowest
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_fx_trace_keeps_input_checks(name):
     model, x = model_and_input(name)
     traced = torch.fx.symbolic_trace(model)
@@ -52,7 +52,7 @@ def test_fx_trace_keeps_input_checks(name):
         traced(x[:, :, :-6, :-6])
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_torch_export(name):
     model, x = model_and_input(name)
     exported = torch.export.export(model, (x,))
@@ -60,7 +60,7 @@ def test_torch_export(name):
         assert_same(exported.module()(x), model(x))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_compile_fullgraph_has_no_graph_breaks(name):
     model, x = model_and_input(name)
     torch._dynamo.reset()
@@ -74,7 +74,7 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
     "dynamo" not in inspect.signature(torch.onnx.export).parameters,
     reason=f"torch.onnx.export(dynamo=True) is not in torch {torch.__version__}",
 )
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_onnx_export_matches_onnxruntime(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model, x = model_and_input(name)
