@@ -10,16 +10,25 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
-def model_costs(name: str) -> tuple[int, int]:
-    """Parameters and multiply-adds at the input size of ``name``, counted on the ``meta`` device: shapes only, no
-    weights and no arithmetic, so a whole table takes seconds."""
+def _meta_model(name: str):
+    """``name`` built on the ``meta`` device: shapes only, no weights and no arithmetic, which is all that sizes,
+    costs and feature taps need (a whole table takes seconds)."""
     import torch
 
     from . import create_model
-    from .stats import count_macs, count_parameters
 
     with torch.device("meta"):
-        model = create_model(name)
+        return create_model(name)
+
+
+def model_costs(name: str, model=None) -> tuple[int, int]:
+    """Parameters and multiply-adds at the input size of ``name`` (counted on ``model``, default its meta build)."""
+    import torch
+
+    from .stats import count_macs, count_parameters
+
+    model = model if model is not None else _meta_model(name)
+    with torch.device("meta"):  # count_macs makes its input on the default device
         return count_parameters(model), count_macs(model)
 
 
@@ -55,10 +64,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def model_info(name: str) -> dict:
     """The facts ``inceptionzoo info`` prints: sizes, cost, feature taps, weight tags and, for ``arch.tag`` (or an
     architecture whose default tag has weights), where the weights come from, their preprocessing and accuracy."""
-    from . import create_model, get_pretrained_cfg, list_models
-    from .stats import count_macs, count_parameters
+    from . import get_pretrained_cfg, list_models
 
-    model = create_model(name)
+    model = _meta_model(name)  # one build serves the costs and the taps, as for `list`
+    parameters, macs = model_costs(name, model)
     cfg = get_pretrained_cfg(name)
     arch = cfg.architecture or name.split(".")[0]
     weights = None
@@ -77,8 +86,8 @@ def model_info(name: str) -> dict:
         }
     return {
         "name": name,
-        "parameters": count_parameters(model),
-        "macs": count_macs(model),
+        "parameters": parameters,
+        "macs": macs,
         "input_size": list(model.pretrained_cfg["input_size"]),
         "min_input_size": list(model.pretrained_cfg["min_input_size"]),
         "num_features": model.num_features,
