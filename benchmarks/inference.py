@@ -25,8 +25,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import inceptionzoo
+from inceptionzoo.complexity import count_macs
 from inceptionzoo.inference import optimize_for_inference
-from inceptionzoo.stats import count_macs
 
 Runner = Callable[[torch.Tensor], object]
 

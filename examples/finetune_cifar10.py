@@ -9,7 +9,7 @@ defaults). See examples/README.md for the commands and docs/results.md for the m
 import sys
 from pathlib import Path
 
-from inceptionzoo.train.cli import main
+from inceptionzoo.train.command import main
 from inceptionzoo.train.loop import TrainConfig
 
 # the project's offline copy of CIFAR-10 (JPEG, ImageFolder layout), beside the repository

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inceptionzoo
-from inceptionzoo.stats import count_macs, count_parameters
+from inceptionzoo.complexity import count_macs, count_parameters
 
 
 def conv_kernels(module: torch.nn.Module) -> set[tuple[int, int]]:

@@ -27,7 +27,7 @@ from safetensors.torch import save
 import inceptionzoo
 from conftest import write_photos
 from hub_server import HubServer
-from inceptionzoo.stats import count_macs, count_parameters
+from inceptionzoo.complexity import count_macs, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [

@@ -7,7 +7,7 @@ from torch.torch_version import TorchVersion
 
 import inceptionzoo
 from conftest import realistic_batchnorm, relative_error
-from inceptionzoo.stats import count_parameters
+from inceptionzoo.complexity import count_parameters
 
 pytestmark = pytest.mark.lowest  # equal to the lowest supported torchvision too
 

@@ -21,9 +21,9 @@ from conftest import realistic_batchnorm
 from hub_server import HubServer
 from inceptionzoo.train import checkpoint as checkpoint_module
 from inceptionzoo.train import loop
-from inceptionzoo.train.checkpoint import find_checkpoint, save_training_state
-from inceptionzoo.train.cli import build_parser, main
+from inceptionzoo.train.command import build_parser, main
 from inceptionzoo.train.loop import TrainConfig, fit
+from inceptionzoo.train.resume import find_checkpoint, save_training_state
 
 TIMING_FIELDS = {"train_images_per_s", "epoch_s", "elapsed_s"}
 

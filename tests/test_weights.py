@@ -84,7 +84,7 @@ def weight_gets(server: HubServer) -> int:
 
 
 def cache() -> Path:
-    return Path(inceptionzoo._hub.hub_cache_dir())
+    return Path(inceptionzoo.hub.download.hub_cache_dir())
 
 
 def repo_blob(repo_id: str) -> Path:
@@ -320,7 +320,7 @@ def test_torchvision_googlenet_url_checked_converted_and_equal(hub, weights, mon
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert relative_error(model.eval()(x), reference(x)) <= 1e-5
-    converted = list(inceptionzoo._hub.url_cache_dir().glob("*.safetensors"))
+    converted = list(inceptionzoo.hub.convert.url_cache_dir().glob("*.safetensors"))
     assert [p.name for p in converted] == [weights["googlenet_file"].replace(".pth", ".safetensors")]
     # beside torchvision's downloads, not in the Hugging Face cache, whose scan takes every folder for a repo
     inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
@@ -343,11 +343,11 @@ def test_url_with_wrong_hash_prefix_is_refused(hub, weights):
             pretrained=True,
             pretrained_cfg_overlay={"url": f"{hub.url}/files/googlenet-00000000.pth"},
         )
-    assert not list(inceptionzoo._hub.url_cache_dir().glob("*.safetensors"))
+    assert not list(inceptionzoo.hub.convert.url_cache_dir().glob("*.safetensors"))
 
 
 def test_a_checkpoint_torchvision_already_downloaded_is_used_offline(hub, weights, monkeypatch):
-    folder = inceptionzoo._hub.url_cache_dir()  # torch.hub's checkpoints folder, where torchvision downloads to
+    folder = inceptionzoo.hub.convert.url_cache_dir()  # torch.hub's checkpoints folder, where torchvision downloads to
     folder.mkdir(parents=True)
     (folder / weights["googlenet_file"]).write_bytes(weights["googlenet_pth"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -368,9 +368,11 @@ def test_save_pretrained_round_trips_through_hf_hub_and_local_dir(hub, tmp_path)
     folder = inceptionzoo.save_pretrained(model, tmp_path / "saved", repo_id="me/inception-cifar")
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "inception_v3_cifar" and config["num_classes"] == 10
-    assert config["model_args"] == {"width_multiplier": 0.25, "drop_rate": 0.1}
+    # newer timm also records in_chans, num_classes and global_pool there
+    assert config["model_args"].items() >= {"width_multiplier": 0.25, "drop_rate": 0.1}.items()
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: inceptionzoo") and "## Usage" in card and "## Citation" in card
+    assert "library_name: inceptionzoo" in card.split("---")[1] and "## Model Usage" in card
+    assert "Rethinking the Inception Architecture" in card and "hf-hub:me/inception-cifar" in card
     hub.add_repo("me/inception-cifar", {p.name: p.read_bytes() for p in folder.iterdir()})
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -449,10 +451,16 @@ def test_the_transform_gives_the_models_channels_from_any_image_mode(in_chans):
 
 
 def test_push_to_hub_uploads_the_saved_layout(monkeypatch, tmp_path):
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, RepoUrl
 
     uploaded = {}
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: uploaded.setdefault("repo", repo_id))
+
+    def create_repo(self, repo_id, **kwargs):
+        uploaded["repo"] = repo_id
+        return RepoUrl(f"http://127.0.0.1/{repo_id}", endpoint="http://127.0.0.1")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "file_exists", lambda self, repo_id, filename, **kwargs: False)  # no card there yet
 
     def upload_folder(self, repo_id, folder_path, **kwargs):
         uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
@@ -532,3 +540,13 @@ def test_a_server_that_stops_answering_fails_within_a_bounded_time(hub, monkeypa
     hub.delay = 0.0
     model = inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
     assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
+
+
+def test_save_pretrained_writes_a_channels_last_model(tmp_path):
+    model = inceptionzoo.create_model("inception_v1_cifar").to(memory_format=torch.channels_last)
+    folder = inceptionzoo.save_pretrained(model, tmp_path / "saved")  # safetensors refuses strided tensors
+    loaded = inceptionzoo.create_model(f"local-dir:{folder}", pretrained=True)
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)  # the caller's model untouched

@@ -4,22 +4,7 @@
 """
 
 from . import models  # noqa: F401  (registers every model family)
-from ._checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    CorruptCheckpointError,
-    UnsafeCheckpointError,
-    load_checkpoint,
-    load_state_dict,
-)
 from ._factory import create_model
-from ._hub import (
-    CorruptWeightsError,
-    WeightsDownloadError,
-    WeightsNotCachedError,
-    push_to_hub,
-    save_pretrained,
-)
 from ._registry import (
     UnknownModelError,
     get_pretrained_cfg,
@@ -30,9 +15,24 @@ from ._registry import (
     register_model,
     split_model_name_tag,
 )
-from .data import create_transform, data_config
+from .checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    load_state_dict,
+)
+from .hub import (
+    CorruptWeightsError,
+    WeightsDownloadError,
+    WeightsNotCachedError,
+    push_to_hub,
+    save_pretrained,
+)
 from .inference import optimize_for_inference
 from .layers import GoogLeNetOutputs, InceptionOutputs
+from .preprocessing import create_transform, data_config
 
 __version__ = "0.1.0"
 

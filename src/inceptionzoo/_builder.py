@@ -11,10 +11,10 @@ from typing import Any
 from timm.models import PretrainedCfg
 from torch import nn
 
-from ._checkpoint import load_checkpoint, load_pretrained_weights, load_state_dict
 from ._features import build_feature_extractor
 from ._registry import InceptionPretrainedCfg, full_model_name, get_pretrained_cfg, list_pretrained
 from ._validation import check_known_names
+from .checkpoint import load_checkpoint, load_pretrained_weights, load_state_dict
 
 __all__ = ["build_model_with_cfg"]
 
@@ -71,7 +71,8 @@ def build_model_with_cfg(
     """Build ``model_cls(**kwargs)`` for ``variant``, attach its ``pretrained_cfg``, load weights, wrap features.
 
     Keyword arguments the model does not take are an error naming them, never silently dropped. With
-    ``pretrained=True`` the weights are fetched (see ``_hub``) and loaded, adapting ``num_classes``/``in_chans``.
+    ``pretrained=True`` the weights are fetched (see ``hub.download``) and loaded, adapting ``num_classes`` and
+    ``in_chans``.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
     if not features_only and (feature_cls is not None or feature_cfg):
@@ -98,7 +99,7 @@ def build_model_with_cfg(
     model.model_args = {k: v for k, v in kwargs.items() if k not in ("config", "num_classes", "in_chans")}
 
     if pretrained:
-        from ._hub import download_pretrained
+        from .hub import download_pretrained
 
         name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
         path = download_pretrained(cfg, name, cache_dir)

@@ -124,7 +124,7 @@ def _from_hub_config(
     source: str, model_kwargs: dict[str, Any], cache_dir: str | os.PathLike | None
 ) -> tuple[str, InceptionPretrainedCfg, dict[str, Any]]:
     """The architecture, pretrained config and model arguments of a timm-layout repo or folder."""
-    from ._hub import read_hub_config
+    from .hub import read_hub_config
 
     config, weights = read_hub_config(source, cache_dir)
     arch = config["architecture"]

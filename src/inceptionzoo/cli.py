@@ -25,7 +25,7 @@ def model_costs(name: str, model=None) -> tuple[int, int]:
     """Parameters and multiply-adds at the input size of ``name`` (counted on ``model``, default its meta build)."""
     import torch
 
-    from .stats import count_macs, count_parameters
+    from .complexity import count_macs, count_parameters
 
     model = model if model is not None else _meta_model(name)
     with torch.device("meta"):  # count_macs makes its input on the default device
@@ -129,8 +129,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from . import get_pretrained_cfg
-    from ._hub import download_pretrained
     from ._registry import full_model_name
+    from .hub import download_pretrained
 
     for name in args.names:
         cfg = get_pretrained_cfg(name)
@@ -143,7 +143,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 def _cmd_push(args: argparse.Namespace) -> int:
     from . import create_model
-    from ._hub import push_to_hub, save_pretrained
+    from .hub import push_to_hub, save_pretrained
 
     kwargs = {"num_classes": args.num_classes} if args.num_classes is not None else {}
     pretrained = args.checkpoint is None
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        from .train.cli import main as train_main  # training code is imported only when asked for
+        from .train.command import main as train_main  # training code is imported only when asked for
 
         return train_main(argv[1:], prog="inceptionzoo train")
     if argv[:1] == ["validate"]:

@@ -1,8 +1,8 @@
-"""``python -m inceptionzoo.train``: see ``inceptionzoo.train.cli``."""
+"""``python -m inceptionzoo.train``: see ``inceptionzoo.train.command``."""
 
 import sys
 
-from .cli import main
+from .command import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="python -m inceptionzoo.train"))

@@ -18,12 +18,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import LATEST, find_checkpoint, load_training_state, save_training_state
 from .data.sources import DataOptions, Splits, open_splits
 from .data.transforms import Augmentation
 from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
 from .recipes import RECIPES, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
 from .reporting import MetricsLog, plot_metrics
+from .resume import LATEST, find_checkpoint, load_training_state, save_training_state
 
 __all__ = ["TrainConfig", "fit"]
 
@@ -544,7 +544,7 @@ class _Run:
             summary["replicas_identical"] = _replicas_identical(self.model)
         summary["wall_seconds"] = time.perf_counter() - self.started
         if env.is_main:
-            from .._hub import save_pretrained
+            from ..hub import save_pretrained
 
             save_pretrained(unwrap_model(ema.module if ema is not None else self.model), self.output / "model")
             (self.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -88,8 +88,8 @@ def validate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a split of ``data`` (``val/``, else ``test/``); returns timm's results row."""
     from .. import create_model
+    from ..complexity import count_parameters
     from ..inference import optimize_for_inference
-    from ..stats import count_parameters
     from .loop import _autocast_dtype, _default_cache_dir, _Distributed, default_workers
 
     env = _Distributed(device)

@@ -1,10 +1,9 @@
-"""Fetching published weights into the Hugging Face cache, checking them, and publishing models in timm's layout.
+"""Fetching published weights into the Hugging Face cache and checking them against the sha256 the Hub published.
 
-Weights come through ``huggingface_hub`` (``hf_hub_download``) from Hub repos, or, for checkpoints published only
-as a URL (torchvision's), through ``torch.hub.download_url_to_file`` with its hash-prefix check, converted once to
-safetensors in torch.hub's checkpoints folder. Hub files are checked against the sha256 the Hub published for them,
-also in huggingface_hub's shared Xet blob store layout. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and
-``HF_HUB_OFFLINE`` are read when a download is asked for, so setting them at run time works.
+Weights come through ``huggingface_hub`` (``hf_hub_download``) from Hub repos, or for checkpoints published only as a
+URL (torchvision's) through ``convert``. Hub files are checked against the sha256 the Hub published for them, also in
+huggingface_hub's shared Xet blob store layout. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``
+are read when a download is asked for, so setting them at run time works.
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ import json
 import os
 import re
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import torch
 from timm.models import PretrainedCfg
 
 __all__ = [
@@ -28,13 +25,14 @@ __all__ = [
     "WeightsNotCachedError",
     "download_pretrained",
     "hub_cache_dir",
+    "hub_file",
+    "is_offline",
     "read_hub_config",
 ]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # a branch, tag or commit: path segments of letters, digits, '.', '_' and '-' that start with a letter or digit
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
-_URL_HASH = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's file names end in -<sha256 prefix>.pth
 
 
 class WeightsDownloadError(RuntimeError):
@@ -72,14 +70,14 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def _endpoint() -> str | None:
+def hub_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _unresolvable_host(url: str) -> str | None:
+def unresolvable_host(url: str) -> str | None:
     """``url``'s host name when DNS cannot resolve it (and no proxy would resolve it for us), else None.
 
     huggingface_hub retries a failed connection with back-off for about 23 s before it gives up or falls back to
@@ -99,21 +97,21 @@ def _unresolvable_host(url: str) -> str | None:
     return None
 
 
-def _offline_hint(name: str) -> str:
+def offline_hint(name: str) -> str:
     return (
         f"set HF_HUB_OFFLINE=1 to use cached weights without trying the network, run `inceptionzoo download {name}` "
         "where there is network, or start from a local file with create_model(..., pretrained_file=PATH)"
     )
 
 
-def _how_to_fetch(name: str, folder: Path) -> str:
+def how_to_fetch(name: str, folder: Path) -> str:
     return (
         f"run `inceptionzoo download {name}` on a machine with network access and copy its cache folder "
         f"({folder}) here, or unset HF_HUB_OFFLINE"
     )
 
 
-def _sha256(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -163,7 +161,7 @@ def _forget_cached_file(pointer: Path, blob: Path, cache: Path) -> None:
 def _matches_published_hash(pointer: Path, cache: Path) -> bool:
     """Whether a cached Hub file hashes to the sha256 it was published with; a file that does not is forgotten."""
     blob, published = _published_sha256(pointer)
-    if published is None or _sha256(pointer) == published:
+    if published is None or sha256_of_file(pointer) == published:
         return True
     _forget_cached_file(pointer, blob, cache)
     return False
@@ -202,14 +200,14 @@ def _hf_hub_download(
     )
 
     offline = is_offline()
-    host = None if offline else _unresolvable_host(_endpoint() or "https://huggingface.co")
+    host = None if offline else unresolvable_host(hub_endpoint() or "https://huggingface.co")
     if host is not None:  # no network: what is cached is used at once, as huggingface_hub would after its retries
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, local_files_only=True))
         except LocalEntryNotFoundError as error:
             raise WeightsDownloadError(
                 f"{name}: cannot resolve {host} (no network or no DNS here), and {repo_id}/{filename} is not cached; "
-                f"{_offline_hint(name)}"
+                f"{offline_hint(name)}"
             ) from error
     try:
         return Path(
@@ -220,7 +218,7 @@ def _hf_hub_download(
                 cache_dir=cache,
                 local_files_only=offline,
                 force_download=force_download,
-                endpoint=_endpoint(),
+                endpoint=hub_endpoint(),
                 library_name="inceptionzoo",
             )
         )
@@ -228,11 +226,11 @@ def _hf_hub_download(
         if offline:
             raise WeightsNotCachedError(
                 f"{name}: {filename} from {repo_id} is not in the cache and HF_HUB_OFFLINE is set; "
-                f"{_how_to_fetch(name, cache)}"
+                f"{how_to_fetch(name, cache)}"
             ) from error
         raise WeightsDownloadError(
-            f"{name}: could not reach {_endpoint() or 'the Hugging Face Hub'} to fetch {repo_id}/{filename}, and it is "
-            f"not cached ({error}); check the network or HF_ENDPOINT, or {_offline_hint(name)}"
+            f"{name}: could not reach {hub_endpoint() or 'the Hugging Face Hub'} to fetch {repo_id}/{filename}, and it "
+            f"is not cached ({error}); check the network or HF_ENDPOINT, or {offline_hint(name)}"
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise WeightsDownloadError(
@@ -276,63 +274,6 @@ def hub_file(
     )
 
 
-def url_cache_dir() -> Path:
-    """Where checkpoints published as a URL are kept: torch.hub's ``checkpoints`` folder (``TORCH_HOME``), beside
-    torchvision's own downloads, and not inside the Hugging Face cache, whose tools take every folder there for a
-    repo."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _url_to_safetensors(url: str, name: str) -> Path:
-    """Fetch a PyTorch checkpoint published at ``url`` once, check its hash prefix, and keep it as safetensors.
-
-    A copy torchvision already downloaded to the same folder is used when its hash prefix matches.
-    """
-    from safetensors.torch import save_file
-
-    from ._checkpoint import load_state_dict
-
-    file_name = Path(urlparse(url).path).name
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", file_name) or file_name.startswith("."):
-        raise WeightsDownloadError(f"{name}: refusing the unusual checkpoint file name {file_name!r} in {url}")
-    folder = url_cache_dir()
-    target = folder / (Path(file_name).stem + ".safetensors")
-    if target.is_file():
-        return target
-    match = _URL_HASH.search(file_name)
-    hash_prefix = match.group(1) if match else None
-    torchvision_copy = folder / file_name
-    have_copy = (
-        torchvision_copy.is_file() and hash_prefix is not None and _sha256(torchvision_copy).startswith(hash_prefix)
-    )
-    if is_offline() and not have_copy:
-        raise WeightsNotCachedError(
-            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {_how_to_fetch(name, folder)}"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        download = torchvision_copy if have_copy else Path(scratch) / file_name
-        if not have_copy:
-            try:
-                torch.hub.download_url_to_file(url, str(download), hash_prefix=hash_prefix, progress=False)
-            except RuntimeError as error:  # torch.hub's hash-prefix check
-                raise CorruptWeightsError(
-                    f"{name}: {url} does not match its published hash ({error}); nothing was cached"
-                ) from error
-            except OSError as error:
-                unresolved = _unresolvable_host(url)
-                reason = f"cannot resolve {unresolved} (no network or no DNS here)" if unresolved else str(error)
-                raise WeightsDownloadError(
-                    f"{name}: downloading {url} failed: {reason}; try again with network access, or "
-                    f"{_offline_hint(name)}"
-                ) from error
-        state_dict = load_state_dict(download)  # torch.load(weights_only=True): no pickled code runs
-        converted = Path(scratch) / target.name
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted))
-        os.replace(converted, target)  # atomic: a crash never leaves a half-written file under the final name
-    return target
-
-
 def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """The local path of the weights ``cfg`` points at, downloading and checking them first if needed.
 
@@ -347,7 +288,9 @@ def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathL
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         return hub_file(repo_id, cfg.hf_hub_filename or "model.safetensors", name, cache_dir, revision or None)
     if cfg.url:
-        return _url_to_safetensors(cfg.url, name)
+        from .convert import url_to_safetensors
+
+        return url_to_safetensors(cfg.url, name)
     raise WeightsDownloadError(f"{name} has no published weights")
 
 
@@ -374,105 +317,3 @@ def read_hub_config(source: str, cache_dir: str | os.PathLike | None = None) -> 
     if not isinstance(config, dict) or "architecture" not in config:
         raise ValueError(f"{source}: {config_path.name} has no 'architecture' field")
     return config, weights
-
-
-def _model_card(arch: str, cfg: dict[str, Any], model_args: dict[str, Any], repo_id: str | None) -> str:
-    paper = cfg.get("paper_ids") or ""
-    metrics = [(k, cfg[k]) for k in ("top1", "top5") if cfg.get(k) is not None]
-    name = repo_id or "<your-repo>"
-    lines = [
-        "---",
-        "library_name: inceptionzoo",
-        "tags:",
-        "- image-classification",
-        "- inceptionzoo",
-        "- timm",
-        f"license: {cfg.get('license') or 'other'}",
-        "datasets:",
-        f"- {'cifar10' if cfg.get('num_classes') == 10 else 'imagenet-1k'}",
-        "---",
-        "",
-        f"# {arch}",
-        "",
-        cfg.get("description") or f"An `{arch}` model from inceptionzoo.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import inceptionzoo",
-        "",
-        f'model = inceptionzoo.create_model("hf-hub:{name}", pretrained=True).eval()',
-        "transform = inceptionzoo.create_transform(model)",
-        "```",
-        "",
-        f"Architecture `{arch}`, {cfg.get('num_classes')} classes, input {cfg.get('input_size')}, "
-        f"model arguments {json.dumps(model_args, sort_keys=True)}.",
-        "",
-        "## Metrics",
-        "",
-    ]
-    lines += [f"- {k}: {v}" for k, v in metrics] or ["No published metrics for these weights."]
-    lines += ["", "## Citation", "", f"{cfg.get('paper_name') or 'See the paper of the architecture'} ({paper})."]
-    return "\n".join(lines) + "\n"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
-
-
-def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
-    """Write ``model`` in timm's Hub layout: ``config.json``, ``model.safetensors`` and a README model card.
-
-    The folder loads back with ``create_model("local-dir:<folder>", pretrained=True)`` (or ``hf-hub:`` once pushed).
-    """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        k: v
-        for k, v in model.pretrained_cfg.items()
-        if k not in ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict")
-    }
-    arch = cfg.get("architecture") or type(model).__name__
-    model_args = dict(getattr(model, "model_args", {}))
-    config = {
-        "architecture": arch,
-        "num_classes": model.num_classes,
-        "num_features": model.num_features,
-        "global_pool": getattr(getattr(model, "global_pool", None), "pool_type", "avg"),
-        "model_args": model_args,
-        "pretrained_cfg": cfg,
-    }
-    (folder / "config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
-    state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state_dict, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "README.md").write_text(_model_card(arch, cfg, model_args, repo_id))
-    return folder
-
-
-def push_to_hub(
-    model: torch.nn.Module,
-    repo_id: str,
-    token: str | None = None,
-    private: bool = False,
-    commit_message: str = "Add weights with inceptionzoo",
-    revision: str | None = None,
-) -> str:
-    """Write ``model`` with ``save_pretrained`` and upload it to ``repo_id`` (created if needed).
-
-    Returns the commit's URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=_endpoint(), token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        save_pretrained(model, scratch, repo_id=repo_id)
-        commit = api.upload_folder(
-            repo_id=repo_id, folder_path=scratch, commit_message=commit_message, revision=revision
-        )
-    return str(getattr(commit, "commit_url", commit))

@@ -95,7 +95,7 @@ def load_training_state(
     """Load the weights of ``checkpoint`` into ``model`` (and ``ema``) and return its ``state`` dictionary."""
     from safetensors.torch import load_file
 
-    from .._checkpoint import check_state_dict_fits
+    from ..checkpoint import check_state_dict_fits
 
     checkpoint = find_checkpoint(checkpoint)
     weights = load_file(str(checkpoint / "model.safetensors"))

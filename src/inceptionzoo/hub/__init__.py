@@ -1,0 +1,23 @@
+"""The one place that talks to the Hugging Face Hub: ``download`` fetches and verifies published weights,
+``convert`` keeps URL-published checkpoints as safetensors, ``publish`` writes and uploads models in timm's layout."""
+
+from .download import (
+    CorruptWeightsError,
+    WeightsDownloadError,
+    WeightsNotCachedError,
+    download_pretrained,
+    hub_cache_dir,
+    read_hub_config,
+)
+from .publish import push_to_hub, save_pretrained
+
+__all__ = [
+    "CorruptWeightsError",
+    "WeightsDownloadError",
+    "WeightsNotCachedError",
+    "download_pretrained",
+    "hub_cache_dir",
+    "push_to_hub",
+    "read_hub_config",
+    "save_pretrained",
+]

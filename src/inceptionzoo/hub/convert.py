@@ -1,0 +1,86 @@
+"""Checkpoints published only as a URL (torchvision's ``.pth``): fetched once through ``torch.hub`` with its
+hash-prefix check, read with ``weights_only=True`` and kept as safetensors in torch.hub's checkpoints folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from .download import (
+    CorruptWeightsError,
+    WeightsDownloadError,
+    WeightsNotCachedError,
+    how_to_fetch,
+    is_offline,
+    offline_hint,
+    sha256_of_file,
+    unresolvable_host,
+)
+
+__all__ = ["url_cache_dir", "url_to_safetensors"]
+
+_URL_HASH = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's file names end in -<sha256 prefix>.pth
+
+
+def url_cache_dir() -> Path:
+    """Where checkpoints published as a URL are kept: torch.hub's ``checkpoints`` folder (``TORCH_HOME``), beside
+    torchvision's own downloads, and not inside the Hugging Face cache, whose tools take every folder there for a
+    repo."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def url_to_safetensors(url: str, name: str) -> Path:
+    """Fetch a PyTorch checkpoint published at ``url`` once, check its hash prefix, and keep it as safetensors.
+
+    A copy torchvision already downloaded to the same folder is used when its hash prefix matches.
+    """
+    from safetensors.torch import save_file
+
+    from ..checkpoint import load_state_dict
+
+    file_name = Path(urlparse(url).path).name
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", file_name) or file_name.startswith("."):
+        raise WeightsDownloadError(f"{name}: refusing the unusual checkpoint file name {file_name!r} in {url}")
+    folder = url_cache_dir()
+    target = folder / (Path(file_name).stem + ".safetensors")
+    if target.is_file():
+        return target
+    match = _URL_HASH.search(file_name)
+    hash_prefix = match.group(1) if match else None
+    torchvision_copy = folder / file_name
+    have_copy = (
+        torchvision_copy.is_file()
+        and hash_prefix is not None
+        and sha256_of_file(torchvision_copy).startswith(hash_prefix)
+    )
+    if is_offline() and not have_copy:
+        raise WeightsNotCachedError(
+            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {how_to_fetch(name, folder)}"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        download = torchvision_copy if have_copy else Path(scratch) / file_name
+        if not have_copy:
+            try:
+                torch.hub.download_url_to_file(url, str(download), hash_prefix=hash_prefix, progress=False)
+            except RuntimeError as error:  # torch.hub's hash-prefix check
+                raise CorruptWeightsError(
+                    f"{name}: {url} does not match its published hash ({error}); nothing was cached"
+                ) from error
+            except OSError as error:
+                unresolved = unresolvable_host(url)
+                reason = f"cannot resolve {unresolved} (no network or no DNS here)" if unresolved else str(error)
+                raise WeightsDownloadError(
+                    f"{name}: downloading {url} failed: {reason}; try again with network access, or "
+                    f"{offline_hint(name)}"
+                ) from error
+        state_dict = load_state_dict(download)  # torch.load(weights_only=True): no pickled code runs
+        converted = Path(scratch) / target.name
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted))
+        os.replace(converted, target)  # atomic: a crash never leaves a half-written file under the final name
+    return target

@@ -1,0 +1,100 @@
+"""Publishing a model in timm's Hub layout through timm's own ``save_for_hf`` / ``push_to_hf_hub``: ``config.json``
+(architecture, model arguments, pretrained config), ``model.safetensors`` and a model card from timm's
+``generate_readme``, so that ``timm`` tooling and ``create_model("hf-hub:...")`` read the same files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["model_card", "push_to_hub", "save_pretrained"]
+
+
+def model_card(model: torch.nn.Module, repo_id: str | None = None) -> dict[str, Any]:
+    """The model card fields timm's ``generate_readme`` renders: what the weights are, how to load them, the paper."""
+    cfg = model.pretrained_cfg
+    arch = cfg.get("architecture") or type(model).__name__
+    details: dict[str, Any] = {
+        "Model Type": "Image classification",
+        "Architecture": f"`{arch}`",
+        "Classes": model.num_classes,
+        "Image size": f"{cfg.get('input_size')}",
+        "Model arguments": f"`{json.dumps(_jsonable(getattr(model, 'model_args', {})), sort_keys=True)}`",
+        "Dataset": "CIFAR-10" if model.num_classes == 10 else "ImageNet-1k",
+    }
+    if cfg.get("paper_name"):
+        details["Paper"] = f"{cfg['paper_name']} ({cfg.get('paper_ids') or 'no identifier'})"
+    details.update({k: cfg[k] for k in ("top1", "top5") if cfg.get(k) is not None})
+    name = repo_id or "<your-repo>"
+    return {
+        "library_name": "inceptionzoo",
+        "tags": ["image-classification", "inceptionzoo", "timm"],
+        "license": cfg.get("license") or "other",
+        "description": cfg.get("description") or f"An `{arch}` model from inceptionzoo.",
+        "details": details,
+        "usage": "```python\nimport inceptionzoo\n\n"
+        f'model = inceptionzoo.create_model("hf-hub:{name}", pretrained=True).eval()\n'
+        "transform = inceptionzoo.create_transform(model)\n```",
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def _contiguous(model: torch.nn.Module) -> torch.nn.Module:
+    """safetensors refuses strided tensors: a channels-last model is saved from a contiguous copy."""
+    if all(t.is_contiguous() for t in model.state_dict().values()):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+
+
+def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Write ``model`` in timm's Hub layout (timm's ``save_for_hf``): ``config.json``, ``model.safetensors`` and a
+    README model card. The folder loads back with ``create_model("local-dir:<folder>", pretrained=True)`` (or
+    ``hf-hub:`` once pushed)."""
+    # timm exports save_for_hf from timm.models only since 1.0.2x, and generate_readme not at all: the module path
+    # is the one name both have in every supported timm version
+    from timm.models._hub import generate_readme, save_for_hf
+
+    folder = Path(folder)
+    model_args = _jsonable(dict(getattr(model, "model_args", {})))
+    save_for_hf(_contiguous(model), str(folder), model_args=model_args, safe_serialization=True)
+    name = (repo_id or model.pretrained_cfg.get("architecture") or type(model).__name__).split("/")[-1]
+    (folder / "README.md").write_text(generate_readme(model_card(model, repo_id), name), encoding="utf-8")
+    return folder
+
+
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Add weights with inceptionzoo",
+    revision: str | None = None,
+) -> str:
+    """Upload ``model`` to ``repo_id`` (created if needed) with timm's ``push_to_hf_hub``: the files of
+    ``save_pretrained``, the model card only where the repo has none yet. Returns the commit's URL."""
+    from timm.models import push_to_hf_hub
+
+    commit = push_to_hf_hub(
+        _contiguous(model),
+        repo_id,
+        commit_message=commit_message,
+        token=token,
+        revision=revision,
+        private=private,
+        model_card=model_card(model, repo_id),
+        model_args=_jsonable(dict(getattr(model, "model_args", {}))),
+        safe_serialization=True,
+    )
+    return str(getattr(commit, "commit_url", commit))
