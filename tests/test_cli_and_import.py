@@ -90,6 +90,44 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.lowest
+def test_help_and_version_import_neither_torch_nor_timm():
+    """``inceptionzoo --help`` / ``--version`` and ``import inceptionzoo`` are instant: the heavy imports wait for
+    the first public name used, which then finds every model registered."""
+    code = """
+import sys
+import inceptionzoo, inceptionzoo.cli
+for argv in (["--help"], ["--version"], ["list", "--help"]):
+    try:
+        inceptionzoo.cli.main(argv)
+    except SystemExit as done:
+        assert done.code == 0, argv
+heavy = sorted({"torch", "timm", "torchvision"} & set(sys.modules))
+assert not heavy, heavy
+assert set(inceptionzoo.__all__) == {"__version__", *inceptionzoo._EXPORTS} <= set(dir(inceptionzoo))
+assert len(inceptionzoo.list_models()) > 10 and "torch" in sys.modules
+try:
+    inceptionzoo.create_modle
+except AttributeError as error:
+    assert "create_modle" in str(error)
+else:
+    raise AssertionError("a misspelt name is an AttributeError")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"inceptionzoo {inceptionzoo_version()}" in result.stdout
+
+
+def inceptionzoo_version() -> str:
+    """The version written once, in ``inceptionzoo.__version__``, is also the installed package's metadata."""
+    from importlib.metadata import version
+
+    import inceptionzoo
+
+    assert version("inceptionzoo") == inceptionzoo.__version__
+    return inceptionzoo.__version__
+
+
 def test_the_cifar_example_fails_without_data_and_shows_its_own_defaults(tmp_path, capsys):
     import importlib.util
     from pathlib import Path

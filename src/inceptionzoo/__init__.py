@@ -1,42 +1,49 @@
 """inceptionzoo: the Inception family for PyTorch, every ablation of the papers buildable by name.
 
-``import inceptionzoo`` registers the models and nothing else: no training code, no network access.
+``import inceptionzoo`` is instant: torch, timm and the model families are imported (and the models registered) the
+first time a public name is used, so that ``inceptionzoo --help`` and ``--version`` answer at once. No training code
+and no network access either way. Written by hand (PEP 562 ``__getattr__``): neither torch nor timm has a lazy
+module helper to reuse.
 """
 
-from . import models  # noqa: F401  (registers every model family)
-from ._factory import create_model
-from ._registry import (
-    UnknownModelError,
-    get_pretrained_cfg,
-    is_model,
-    list_models,
-    list_pretrained,
-    model_entrypoint,
-    register_model,
-    split_model_name_tag,
-)
-from .checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    CorruptCheckpointError,
-    UnsafeCheckpointError,
-    load_checkpoint,
-    load_state_dict,
-)
-from .hub import (
-    CorruptWeightsError,
-    WeightsDownloadError,
-    WeightsNotCachedError,
-    push_to_hub,
-    save_pretrained,
-)
-from .inference import optimize_for_inference
-from .layers import GoogLeNetOutputs, InceptionOutputs
-from .preprocessing import create_transform, data_config
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "CheckpointError": ".checkpoint",
+    "CheckpointMismatchError": ".checkpoint",
+    "CorruptCheckpointError": ".checkpoint",
+    "UnsafeCheckpointError": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "load_state_dict": ".checkpoint",
+    "create_model": "._factory",
+    "CorruptWeightsError": ".hub",
+    "WeightsDownloadError": ".hub",
+    "WeightsNotCachedError": ".hub",
+    "push_to_hub": ".hub",
+    "save_pretrained": ".hub",
+    "UnknownModelError": "._registry",
+    "get_pretrained_cfg": "._registry",
+    "is_model": "._registry",
+    "list_models": "._registry",
+    "list_pretrained": "._registry",
+    "model_entrypoint": "._registry",
+    "register_model": "._registry",
+    "split_model_name_tag": "._registry",
+    "create_transform": ".preprocessing",
+    "data_config": ".preprocessing",
+    "optimize_for_inference": ".inference",
+    "GoogLeNetOutputs": ".layers",
+    "InceptionOutputs": ".layers",
+}
+_SUBMODULES = {"checkpoint", "complexity", "hub", "inference", "layers", "models", "preprocessing", "sizes", "train"}
+
+__all__ = [  # the names of _EXPORTS (tested)
     "CheckpointError",
     "CheckpointMismatchError",
     "CorruptCheckpointError",
@@ -64,3 +71,44 @@ __all__ = [
     "save_pretrained",
     "split_model_name_tag",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(".models", __name__)  # registers every model family before any name is looked up
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+
+
+if TYPE_CHECKING:  # what type checkers, IDEs and the API reference read
+    from ._factory import create_model
+    from ._registry import (
+        UnknownModelError,
+        get_pretrained_cfg,
+        is_model,
+        list_models,
+        list_pretrained,
+        model_entrypoint,
+        register_model,
+        split_model_name_tag,
+    )
+    from .checkpoint import (
+        CheckpointError,
+        CheckpointMismatchError,
+        CorruptCheckpointError,
+        UnsafeCheckpointError,
+        load_checkpoint,
+        load_state_dict,
+    )
+    from .hub import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError, push_to_hub, save_pretrained
+    from .inference import optimize_for_inference
+    from .layers import GoogLeNetOutputs, InceptionOutputs
+    from .preprocessing import create_transform, data_config

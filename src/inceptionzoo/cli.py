@@ -156,14 +156,10 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
 
-    try:
-        installed = version("inceptionzoo")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        installed = "unknown"
     parser = argparse.ArgumentParser(prog="inceptionzoo", description="The Inception family for PyTorch.")
-    parser.add_argument("--version", action="version", version=f"inceptionzoo {installed}")
+    parser.add_argument("--version", action="version", version=f"inceptionzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="a table of the registered models (shell-style PATTERN, e.g. 'inception_v3*')")
     p_list.add_argument("pattern", nargs="?", default="", help="shell-style wildcard filter")
