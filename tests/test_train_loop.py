@@ -19,7 +19,7 @@ from torch import nn
 import inceptionzoo
 from conftest import realistic_batchnorm
 from hub_server import HubServer
-from inceptionzoo.train import checkpoint as checkpoint_module
+from inceptionzoo.train import resume as checkpoint_module
 from inceptionzoo.train import loop
 from inceptionzoo.train.command import build_parser, main
 from inceptionzoo.train.loop import TrainConfig, fit

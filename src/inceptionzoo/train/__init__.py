@@ -4,10 +4,10 @@
 - ``data``: the data sources: folders and tar shards streamed through DataLoader workers,
   CIFAR-style splits as in-memory tensors with augmentation on whole batches.
 - ``engine``: one training epoch and one evaluation pass.
-- ``checkpoint``: atomic checkpoints and exact resume.
+- ``resume``: atomic training checkpoints and exact resume.
 - ``reporting``: metrics as CSV / JSON lines and a PNG plot.
 - ``loop``: ``fit(TrainConfig(...))``, one process or many (torchrun), and
-  ``cli``, its command line (``inceptionzoo train``).
+  ``command``, its command line (``inceptionzoo train``).
 - ``probe``: ``--freeze``, the classifier trained on cached backbone features.
 - ``validate``: ``inceptionzoo validate``, accuracy and speed of any model on any data.
 """
