@@ -19,8 +19,8 @@ from torch import nn
 import inceptionzoo
 from conftest import realistic_batchnorm
 from hub_server import HubServer
-from inceptionzoo.train import resume as checkpoint_module
 from inceptionzoo.train import loop
+from inceptionzoo.train import resume as checkpoint_module
 from inceptionzoo.train.command import build_parser, main
 from inceptionzoo.train.loop import TrainConfig, fit
 from inceptionzoo.train.resume import find_checkpoint, save_training_state
@@ -90,6 +90,7 @@ def test_a_compiled_run_trains_and_saves_the_plain_model(colours, tmp_path, monk
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
     assert "val_top1" in summary["final"] and summary["epochs"] == 3  # evaluated with the plain model
+    assert summary["final"]["epoch"] == 3  # epochs completed, counted as "epochs" counts them
     weights = read_weights(tmp_path / "run" / "model")
     assert not any("_orig_mod" in key for key in weights)  # saved as the plain model
     model = inceptionzoo.create_model(f"local-dir:{tmp_path / 'run' / 'model'}", pretrained=True)

@@ -529,7 +529,7 @@ class _Run:
             "image_size": self.size,
             "data": self.splits.kind,
             "train_seconds": train_seconds,
-            "final": row,
+            "final": {**row, "epoch": row["epoch"] + 1},  # epochs completed, as "epochs" counts them
             "world_size": env.world_size,
             "device": str(env.device),
             "threads": torch.get_num_threads(),
@@ -548,7 +548,9 @@ class _Run:
 
             save_pretrained(unwrap_model(ema.module if ema is not None else self.model), self.output / "model")
             (self.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if "test" in summary:
+            if "test" in summary:  # the curve gets the headline figure
+                rows = MetricsLog(self.output, start_epoch=self.recipe.epochs).rows
+                plot_metrics(rows, self.output / "metrics.png", self.config.model, test_top1=summary["test"]["top1"])
                 print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
             print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {self.output / 'model'}", flush=True)
         return summary

@@ -56,8 +56,11 @@ class MetricsLog:
         return buffer.getvalue()
 
 
-def plot_metrics(rows: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """Plot training/validation loss and top-1 accuracy against epochs (and wall-clock minutes) into ``path``."""
+def plot_metrics(
+    rows: list[dict[str, Any]], path: str | os.PathLike, title: str = "", test_top1: float | None = None
+) -> Path:
+    """Plot training/validation loss and top-1 accuracy against epochs into ``path``, with the training minutes and,
+    once the test split was evaluated, the headline test top-1 (``test_top1``) at the last epoch."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -77,7 +80,10 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | os.PathLike, title: str
     accuracy_axis.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1 accuracy")
     if rows and "elapsed_s" in rows[-1]:
         minutes = rows[-1]["elapsed_s"] / 60
-        accuracy_axis.annotate(f"{minutes:.1f} min in all", xy=(0.98, 0.02), xycoords="axes fraction", ha="right")
+        accuracy_axis.annotate(f"{minutes:.1f} min of training", xy=(0.98, 0.02), xycoords="axes fraction", ha="right")
+    if test_top1 is not None and rows:
+        last = rows[-1]["epoch"] + 1
+        accuracy_axis.plot([last], [test_top1], "*", color="black", markersize=11, label=f"test {test_top1:.2f}%")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         if axis.lines:
