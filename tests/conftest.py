@@ -24,6 +24,17 @@ def _distinct_networks() -> list[str]:
 
 
 DISTINCT_NETWORKS = _distinct_networks()
+_SHARED_MODELS: dict[str, torch.nn.Module] = {}
+
+
+def shared_model(name: str) -> torch.nn.Module:
+    """One eval-mode model per name for the whole run, shared by every test that only reads it (a test that changes
+    a model, its dtype, head or mode, builds its own)."""
+    if name not in _SHARED_MODELS:
+        _SHARED_MODELS[name] = inceptionzoo.create_model(name).eval()
+    return _SHARED_MODELS[name]
+
+
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
 MODES = ["RGB", "L", "RGBA", "CMYK", "P"]
 

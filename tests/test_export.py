@@ -6,16 +6,12 @@ import pytest
 import torch
 
 import inceptionzoo
-from conftest import DISTINCT_NETWORKS, make_input
-
-_models: dict = {}
+from conftest import DISTINCT_NETWORKS, make_input, shared_model
 
 
 def model_and_input(name: str):
-    if name not in _models:
-        model = inceptionzoo.create_model(name).eval()
-        _models[name] = (model, make_input(model, batch=1, extra=5))
-    return _models[name]
+    model = shared_model(name)
+    return model, make_input(model, batch=1, extra=5)
 
 
 def assert_same(out, reference, rtol=1e-5):

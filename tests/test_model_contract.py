@@ -10,20 +10,12 @@ from timm.models import group_parameters
 
 import inceptionzoo
 from conftest import MODEL_NAMES, make_input
-
-_cache: dict = {}
+from conftest import shared_model as shared
 
 
 def build(name: str, **kwargs) -> torch.nn.Module:
     """A fresh model, for tests that change it."""
     return inceptionzoo.create_model(name, **kwargs)
-
-
-def shared(name: str) -> torch.nn.Module:
-    """One eval-mode model per name, shared by the tests that only read it."""
-    if name not in _cache:
-        _cache[name] = inceptionzoo.create_model(name).eval()
-    return _cache[name]
 
 
 def takes_aux(name: str) -> bool:

@@ -152,7 +152,7 @@ def test_any_model_name_works_or_raises_the_librarys_error(name):
         assert name.split(".")[0] in inceptionzoo.list_models()
 
 
-# one model per family, CIFAR-size, built once (each case sets its dtype and mode)
+# one model per family, CIFAR-size, built once; not conftest's shared_model, because each case changes its dtype
 MODELS = {name: inceptionzoo.create_model(name).eval() for name in SMALL}
 MIN_SIZES = {name: model.min_input_size for name, model in MODELS.items()}
 FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]

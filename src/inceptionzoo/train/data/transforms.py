@@ -102,7 +102,7 @@ class _Normalize:
 
 
 def _data_config(model: nn.Module, size: int | None) -> dict[str, Any]:
-    from ...data import data_config
+    from ...preprocessing import data_config
 
     config = data_config(model)
     if size is not None:
