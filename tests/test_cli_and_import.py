@@ -64,12 +64,14 @@ def test_info_text_and_errors(capsys):
     assert "top-1 77.47%" in capsys.readouterr().out  # each tag its own weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", [["-m", "inceptionzoo"]])
 def test_python_dash_m(entry):
     result = subprocess.run([sys.executable, *entry, "list"], capture_output=True, text=True, check=True)
     assert "inception_v3" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.lowest
 def test_import_is_light_and_offline():
     """Importing and building a model opens no network connection and loads no training code."""
@@ -90,6 +92,7 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.lowest
 def test_help_and_version_import_neither_torch_nor_timm():
     """``inceptionzoo --help`` / ``--version`` and ``import inceptionzoo`` are instant: the heavy imports wait for

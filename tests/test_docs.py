@@ -186,6 +186,7 @@ def checkout(scratch, small_cifar) -> Path:
     return scratch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("doc", "index", "block"), SHELL_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in SHELL_BLOCKS])
 def test_shell_examples_run(doc, index, block, checkout):
     # hf_xet's own chunk transfer cannot be served by the loopback Hub, and the stand-in for it lives in this process:
@@ -269,6 +270,7 @@ def test_each_paper_row_has_a_page_that_matches_the_code(name):
     assert f"({name}.md)" in (ROOT / "docs" / "paper" / "index.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_built_site_shows_no_raw_sphinx_roles_and_the_whole_model_interface(tmp_path):
     """mkdocstrings renders Markdown, not reStructuredText: a ``:func:`x``` in a docstring shows up raw."""
     root = Path(__file__).parents[1]

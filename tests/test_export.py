@@ -8,6 +8,8 @@ import torch
 import inceptionzoo
 from conftest import DISTINCT_NETWORKS, make_input, shared_model
 
+pytestmark = pytest.mark.slow  # TorchScript, fx, torch.export, compile and ONNX: minutes, not seconds
+
 
 def model_and_input(name: str):
     model = shared_model(name)

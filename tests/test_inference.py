@@ -120,6 +120,7 @@ def test_folding_needs_eval_mode_and_rejects_odd_dtypes():
         optimize_for_inference(model.eval(), dtype=torch.int8)
 
 
+@pytest.mark.slow
 def test_compiled_fast_path_gives_the_same_logits():
     model = prepared("inception_v1_cifar")
     fast = optimize_for_inference(model, compile=True)

@@ -75,6 +75,7 @@ def test_a_run_writes_metrics_plot_checkpoints_and_a_loadable_model(colours, tmp
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved_ema.items())  # the EMA is what is saved
 
 
+@pytest.mark.slow
 def test_a_compiled_run_trains_and_saves_the_plain_model(colours, tmp_path, monkeypatch):
     """--compile runs the training step through torch.compile (its dropout draws differ from eager's, so the
     figures are not compared with an eager run); evaluation and the saved weights use the plain model."""
@@ -161,6 +162,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.lowest
 def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, tmp_path):
     run = tmp_path / "ddp"
@@ -188,6 +190,7 @@ def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, 
     assert refused.returncode != 0 and "SyncBatchNorm does not run on CPU" in refused.stderr
 
 
+@pytest.mark.slow
 def test_cli_help_explains_every_option(capsys):
     help_text = build_parser().format_help()
     for name in loop.config_fields():

@@ -390,6 +390,7 @@ def test_validate_checks_the_class_order(photos, tmp_path):
         check_class_order(imagenet, ["a", "b", "c"], "val/")
 
 
+@pytest.mark.slow
 def test_validate_cli_writes_timm_results_rows(photos, tmp_path):
     fit(quick(photos, tmp_path / "run", epochs=1, val_size=0))
     results = tmp_path / "results.csv"
@@ -403,6 +404,7 @@ def test_validate_cli_writes_timm_results_rows(photos, tmp_path):
     assert len(rows) == 2 and json.loads(done.stdout.splitlines()[-1])["images"] == 12
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_streams_folders_and_shards(photos, shards, tmp_path):
     """gloo, 2 ranks x 1 worker: each rank its share of train/ and of val/, replicas identical at the end."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -426,6 +428,7 @@ def grey_png(number: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_torchrun_gives_every_image_once_per_epoch_across_ranks_and_workers(tmp_path):
     """2 ranks x 2 workers under torchrun, through the loaders the loop builds: a folder streamed and in memory, and
     tar shards; every training image once per epoch (in a new order each epoch), every test image once."""

@@ -489,6 +489,7 @@ def test_two_threads_asking_at_once_share_one_download(hub):
     assert weight_gets(hub) == 1
 
 
+@pytest.mark.slow
 def test_two_processes_asking_at_once_share_one_download(hub):
     hub.delay = 1.0
     script = (
