@@ -1,13 +1,18 @@
+import hashlib
+import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
+import torchvision
 from PIL import Image
+from safetensors.torch import save
 
 import inceptionzoo
-from hub_server import use_xet_stand_in
+from hub_server import HubServer, use_xet_stand_in
 
 MODEL_NAMES = inceptionzoo.list_models()
 
@@ -127,6 +132,62 @@ def cifar_subset(tmp_path_factory) -> Path:
             if len(taken) == 20 and all(taken[k] == wanted[k[0]] for k in taken):
                 break
     return root
+
+
+def _safetensors(state_dict: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.contiguous() for k, v in state_dict.items()})
+
+
+@pytest.fixture(scope="session")
+def weights():
+    """Real timm and torchvision models with realistic BatchNorm statistics, and their serialized weights."""
+    torch.manual_seed(0)
+    timm_aux = realistic_batchnorm(timm.create_model("inception_v3", aux_logits=True), size=299, batch=2)
+    timm_plain = realistic_batchnorm(timm.create_model("inception_v3"), size=128)
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)
+    googlenet = realistic_batchnorm(googlenet, size=96)
+    buffer = io.BytesIO()
+    torch.save(googlenet.state_dict(), buffer)
+    pth = buffer.getvalue()
+    return {
+        "timm_aux": timm_aux,
+        "timm_plain": timm_plain,
+        "googlenet": googlenet,
+        "tv_in1k": _safetensors(timm_aux.state_dict()),
+        "tf_in1k": _safetensors(timm_plain.state_dict()),
+        "googlenet_file": f"googlenet-{hashlib.sha256(pth).hexdigest()[:8]}.pth",
+        "googlenet_pth": pth,
+    }
+
+
+@pytest.fixture
+def hub(request, weights, tmp_path, monkeypatch):
+    """The loopback Hub; by default the client downloads with Xet into the shared blob store, as it does today.
+
+    ``"no-xet"`` (``indirect`` parametrisation) is a client with ``HF_HUB_DISABLE_XET=1``: plain LFS downloads
+    into the repo's own blobs.
+    """
+    server = HubServer()
+    server.add_repo("timm/inception_v3.tv_in1k", {"model.safetensors": weights["tv_in1k"]}, tags=("v1.0",))
+    server.add_repo("timm/inception_v3.tf_in1k", {"model.safetensors": weights["tf_in1k"]})
+    server.files[weights["googlenet_file"]] = weights["googlenet_pth"]
+    server.start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server.client = getattr(request, "param", "xet")
+    if server.client == "no-xet":
+        from huggingface_hub import constants
+
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        # huggingface_hub reads it once, at import (and before 0.30 has no Xet to disable)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True, raising=False)
+    yield server
+    server.stop()
+
+
+CLIENTS = pytest.mark.parametrize("hub", ["xet", "no-xet"], indirect=True)  # both download paths of the client
 
 
 # The lowest-versions run (`pytest -m lowest`, .ci/run) checks the dependencies' APIs, which are the same for every

@@ -36,15 +36,6 @@ def test_inception_v1_tv_is_torchvision_googlenet():
     assert tuple(inceptionzoo.create_model("inception_v1_tv").min_input_size) == (15, 15)  # torchvision's min_size
 
 
-def test_torchvision_checkpoint_loads_without_aux_heads(tmp_path):
-    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)
-    path = tmp_path / "googlenet.pth"
-    torch.save(theirs.state_dict(), path)
-    model = inceptionzoo.create_model("inception_v1_tv", checkpoint_path=path)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, theirs.state_dict()[key])
-
-
 def test_inception_v1_follows_the_2014_paper():
     model = inceptionzoo.create_model("inception_v1")
     assert isinstance(model.lrn1, torch.nn.LocalResponseNorm) and isinstance(model.lrn2, torch.nn.LocalResponseNorm)

@@ -4,7 +4,6 @@ import pytest
 import timm
 import torch
 import torchvision
-from safetensors.torch import save_file
 
 import inceptionzoo
 from conftest import realistic_batchnorm, relative_error
@@ -67,71 +66,6 @@ def test_logits_equal_torchvision(trained_pair):
     assert incompatible.missing_keys == [] and all(k.startswith("AuxLogits") for k in incompatible.unexpected_keys)
     with torch.no_grad():
         assert relative_error(plain.eval()(x), theirs(x)) <= 1e-5
-
-
-@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
-def test_checkpoint_path_loads_timm_checkpoints(trained_pair, tmp_path, suffix):
-    _, state_dict = trained_pair
-    path = tmp_path / f"weights{suffix}"
-    if suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
-    else:
-        torch.save({"state_dict": state_dict, "epoch": 3}, path)
-    with_aux = inceptionzoo.create_model("inception_v3", aux_logits=True, checkpoint_path=path)
-    without_aux = inceptionzoo.create_model("inception_v3", checkpoint_path=path)  # aux weights are dropped
-    for model in (with_aux, without_aux):
-        own = model.state_dict()
-        for key, value in own.items():
-            torch.testing.assert_close(value, state_dict[key], rtol=0, atol=0)
-
-
-def test_checkpoint_that_does_not_fit_lists_keys(trained_pair, tmp_path):
-    _, state_dict = trained_pair
-    broken = dict(state_dict)
-    del broken["Mixed_6b.branch1x1.conv.weight"]
-    broken["extra.weight"] = torch.zeros(1)
-    path = tmp_path / "broken.safetensors"
-    save_file({k: v.contiguous() for k, v in broken.items()}, str(path))
-    with pytest.raises(inceptionzoo.CheckpointMismatchError) as info:
-        inceptionzoo.create_model("inception_v3", checkpoint_path=path)
-    message = str(info.value)
-    assert "Mixed_6b.branch1x1.conv.weight" in message and "extra.weight" in message
-    intact = tmp_path / "intact.pth"
-    torch.save(state_dict, intact)
-    with pytest.raises(inceptionzoo.CheckpointMismatchError, match=r"fc.weight \(checkpoint \(1000, 2048\)"):
-        inceptionzoo.create_model("inception_v3", num_classes=10, checkpoint_path=intact)
-
-
-def test_an_unrelated_checkpoint_says_how_little_matches(tmp_path):
-    path = tmp_path / "resnet18.safetensors"
-    save_file(timm.create_model("resnet18").state_dict(), str(path))
-    with pytest.raises(inceptionzoo.CheckpointMismatchError) as info:
-        inceptionzoo.create_model("inception_v3", checkpoint_path=path)
-    first, *rest = str(info.value).splitlines()
-    assert "1 of its 472 keys match by name and shape" in first and "another architecture" in first
-    assert "num_batches_tracked" not in str(info.value) and "classifier differs" not in str(info.value)
-    listed = rest[0].split(": ", 1)[1].split(" ... ")[0].split(", ")
-    assert listed == sorted(listed)
-
-
-def test_fine_tuning_from_a_file_of_ones_own(trained_pair, tmp_path):
-    _, state_dict = trained_pair
-    path = tmp_path / "mine.safetensors"
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
-    with pytest.raises(inceptionzoo.CheckpointMismatchError, match="pass the file as pretrained_file="):
-        inceptionzoo.create_model("inception_v3", num_classes=10, checkpoint_path=path)  # strict, as in timm
-    tuned = inceptionzoo.create_model("inception_v3", num_classes=10, pretrained_file=path)
-    assert tuned.fc.out_features == 10
-    torch.testing.assert_close(tuned.Mixed_7c.branch1x1.conv.weight, state_dict["Mixed_7c.branch1x1.conv.weight"])
-    same = inceptionzoo.create_model("inception_v3", pretrained_file=path)  # its own head, kept
-    torch.testing.assert_close(same.fc.weight, state_dict["fc.weight"])
-    with pytest.raises(ValueError, match="not both"):
-        inceptionzoo.create_model("inception_v3", pretrained_file=path, checkpoint_path=path)
-
-
-def test_missing_checkpoint_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
-        inceptionzoo.create_model("inception_v3", checkpoint_path=tmp_path / "nope.safetensors")
 
 
 def test_table3_rows_are_configs_of_one_network():

@@ -21,7 +21,6 @@ from conftest import realistic_batchnorm
 from hub_server import HubServer
 from inceptionzoo.train import loop
 from inceptionzoo.train import resume as checkpoint_module
-from inceptionzoo.train.command import build_parser, main
 from inceptionzoo.train.loop import TrainConfig, fit
 from inceptionzoo.train.resume import find_checkpoint, save_training_state
 
@@ -83,7 +82,9 @@ def test_a_compiled_run_trains_and_saves_the_plain_model(colours, tmp_path, monk
 
     def recording_compile(module, *args, **kwargs):
         compiled_modules.append(module)
-        return torch.compile(module, *args, **kwargs)
+        # dynamo's tracing and AOT autograd, as in the real run; inductor's code generation (about 100 s of C++
+        # compiling here, and torch's to test) is left out
+        return torch.compile(module, *args, **{**kwargs, "backend": "aot_eager"})
 
     monkeypatch.setattr(loop, "torch", SimpleNamespace(**{**vars(torch), "compile": recording_compile}))
     summary = fit(quick(colours, tmp_path / "run", compile=True, ema=False))
@@ -188,19 +189,6 @@ def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, 
     refused = torchrun("-m", "inceptionzoo.train", "--data", str(colours), "--output", str(tmp_path / "sync"),
                        "--sync-bn", "--epochs", "1", "--no-progress", cwd=tmp_path)  # fmt: skip
     assert refused.returncode != 0 and "SyncBatchNorm does not run on CPU" in refused.stderr
-
-
-@pytest.mark.slow
-def test_cli_help_explains_every_option(capsys):
-    help_text = build_parser().format_help()
-    for name in loop.config_fields():
-        assert f"--{name.replace('_', '-')}" in help_text
-    for command in ([sys.executable, "-m", "inceptionzoo", "train", "--help"],
-                    [sys.executable, "-m", "inceptionzoo.train", "--help"]):  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and "--resume" in result.stdout and "torchrun" in result.stdout
-    assert main(["--data", "/nowhere/at/all", "--output", "/tmp/unused-run", "--no-progress"]) == 2
-    assert "no dataset at /nowhere/at/all" in capsys.readouterr().err
 
 
 def test_pretrained_fine_tuning_from_the_loopback_hub(cifar_subset, tmp_path, monkeypatch):

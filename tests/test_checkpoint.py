@@ -1,5 +1,6 @@
-"""Files people did not make: pickles that would run code, broken or wrong checkpoints and configs. Each is refused
-with the library's own error naming the file, and nothing in them runs."""
+"""Loading checkpoints: timm's and torchvision's files load exactly, a file that does not fit lists the keys that
+differ, and files people did not make (pickles that would run code, broken or wrong checkpoints and configs) are
+refused with the library's own error naming the file, and nothing in them runs."""
 
 import json
 import os
@@ -10,10 +11,13 @@ import webbrowser
 from pathlib import Path
 
 import pytest
+import timm
 import torch
+import torchvision
 from safetensors.torch import save_file
 
 import inceptionzoo
+from conftest import realistic_batchnorm
 from hub_server import HubServer
 from inceptionzoo import (
     CheckpointMismatchError,
@@ -67,22 +71,31 @@ def hostile_payloads(marker: Path) -> dict[str, tuple[object, str]]:
         "builtins.exec": (Calls(exec, f"open({str(marker)!r}, 'w')"), r"builtins\.exec"),
         "subprocess.Popen": (Calls(subprocess.Popen, ["touch", str(marker)]), r"subprocess\.Popen"),
         "webbrowser.open": (Calls(webbrowser.open, f"file://{marker}"), r"webbrowser\.open"),
-        "a class of the test module": (Rebuilt(str(marker)), r"test_hostile_files\.Rebuilt"),
+        "a class of the test module": (Rebuilt(str(marker)), r"test_checkpoint\.Rebuilt"),
     }
 
 
 @pytest.fixture
-def weights() -> dict[str, torch.Tensor]:
+def cifar_weights() -> dict[str, torch.Tensor]:
     return inceptionzoo.create_model(ARCH).state_dict()
+
+
+@pytest.fixture(scope="module")
+def inception_v3_weights() -> dict[str, torch.Tensor]:
+    """Inception-v3 with its aux head and BatchNorm statistics away from their defaults, so a buffer that was not
+    loaded shows."""
+    return realistic_batchnorm(
+        inceptionzoo.create_model("inception_v3", aux_logits=True), size=299, batch=2
+    ).state_dict()
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's own note on the protocol-5 file
 @pytest.mark.parametrize("container", ["torch.save", "nested in state_dict", "pickle protocol 2", "pickle protocol 5"])
 @pytest.mark.parametrize("payload", list(hostile_payloads(Path("x"))))
-def test_a_pickle_that_runs_code_is_refused_naming_what_it_imports(tmp_path, weights, container, payload):
+def test_a_pickle_that_runs_code_is_refused_naming_what_it_imports(tmp_path, cifar_weights, container, payload):
     marker, path = tmp_path / "code-ran", tmp_path / "evil.pth"
     hostile, name = hostile_payloads(marker)[payload]
-    state = {**weights, "conv1.conv.weight": hostile}
+    state = {**cifar_weights, "conv1.conv.weight": hostile}
     if container.startswith("pickle"):
         path.write_bytes(pickle.dumps(state, protocol=int(container[-1])))
     else:
@@ -94,10 +107,10 @@ def test_a_pickle_that_runs_code_is_refused_naming_what_it_imports(tmp_path, wei
     assert not marker.exists()
 
 
-def broken_files(tmp_path: Path, weights: dict[str, torch.Tensor]) -> dict[str, Path]:
+def broken_files(tmp_path: Path, cifar_weights: dict[str, torch.Tensor]) -> dict[str, Path]:
     good_safetensors, good_pth = tmp_path / "good.safetensors", tmp_path / "good.pth"
-    save_file(weights, str(good_safetensors))
-    torch.save(weights, good_pth)
+    save_file(cifar_weights, str(good_safetensors))
+    torch.save(cifar_weights, good_pth)
     files = {
         "empty.safetensors": b"",
         "empty.pth": b"",
@@ -113,34 +126,34 @@ def broken_files(tmp_path: Path, weights: dict[str, torch.Tensor]) -> dict[str, 
     return {name: tmp_path / name for name in files}
 
 
-def test_empty_truncated_and_garbage_files_are_named(tmp_path, weights):
-    for name, path in broken_files(tmp_path, weights).items():
+def test_empty_truncated_and_garbage_files_are_named(tmp_path, cifar_weights):
+    for name, path in broken_files(tmp_path, cifar_weights).items():
         with pytest.raises(CorruptCheckpointError) as caught:
             inceptionzoo.create_model(ARCH, checkpoint_path=path)
         assert str(path) in str(caught.value), name
 
 
-def test_right_keys_with_wrong_shapes_or_dtypes_are_listed(tmp_path, weights):
-    shapes = {**weights, "fc.weight": torch.zeros(7, weights["fc.weight"].shape[1])}
+def test_right_keys_with_wrong_shapes_or_dtypes_are_listed(tmp_path, cifar_weights):
+    shapes = {**cifar_weights, "fc.weight": torch.zeros(7, cifar_weights["fc.weight"].shape[1])}
     save_file(shapes, str(tmp_path / "shapes.safetensors"))
     with pytest.raises(CheckpointMismatchError, match=r"different shapes \(1\): fc\.weight \(checkpoint \(7, "):
         load_checkpoint(inceptionzoo.create_model(ARCH), tmp_path / "shapes.safetensors")
-    dtypes = {**weights, "conv1.conv.weight": weights["conv1.conv.weight"].to(torch.int32)}
+    dtypes = {**cifar_weights, "conv1.conv.weight": cifar_weights["conv1.conv.weight"].to(torch.int32)}
     save_file(dtypes, str(tmp_path / "dtypes.safetensors"))
     with pytest.raises(CheckpointMismatchError, match=r"different kinds of dtype \(1\): conv1\.conv\.weight"):
         load_checkpoint(inceptionzoo.create_model(ARCH), tmp_path / "dtypes.safetensors")
     # another float precision is not an error: it is cast, as torch does
-    half = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in cifar_weights.items()}
     save_file(half, str(tmp_path / "half.safetensors"))
     model = load_checkpoint(inceptionzoo.create_model(ARCH), tmp_path / "half.safetensors")
     assert model.conv1.conv.weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_weights_are_an_error_naming_the_tensor(tmp_path, weights, value):
-    weights["inception4a.branch1.conv.weight"][0, 0, 0, 0] = value
+def test_non_finite_weights_are_an_error_naming_the_tensor(tmp_path, cifar_weights, value):
+    cifar_weights["inception4a.branch1.conv.weight"][0, 0, 0, 0] = value
     path = tmp_path / "diverged.safetensors"
-    save_file(weights, str(path))
+    save_file(cifar_weights, str(path))
     with pytest.raises(CorruptCheckpointError, match=r"diverged\.safetensors holds NaN or infinite values in 1 "):
         load_state_dict(path)
 
@@ -214,3 +227,77 @@ def test_names_with_paths_or_urls_reach_no_server_and_write_nothing(tmp_path, mo
         server.stop()
     assert server.requests == []
     assert not any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_checkpoint_path_loads_timm_checkpoints(inception_v3_weights, tmp_path, suffix):
+    state_dict = inception_v3_weights
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
+    else:
+        torch.save({"state_dict": state_dict, "epoch": 3}, path)
+    with_aux = inceptionzoo.create_model("inception_v3", aux_logits=True, checkpoint_path=path)
+    without_aux = inceptionzoo.create_model("inception_v3", checkpoint_path=path)  # aux weights are dropped
+    for model in (with_aux, without_aux):
+        own = model.state_dict()
+        for key, value in own.items():
+            torch.testing.assert_close(value, state_dict[key], rtol=0, atol=0)
+
+
+def test_checkpoint_that_does_not_fit_lists_keys(inception_v3_weights, tmp_path):
+    state_dict = inception_v3_weights
+    broken = dict(state_dict)
+    del broken["Mixed_6b.branch1x1.conv.weight"]
+    broken["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "broken.safetensors"
+    save_file({k: v.contiguous() for k, v in broken.items()}, str(path))
+    with pytest.raises(inceptionzoo.CheckpointMismatchError) as info:
+        inceptionzoo.create_model("inception_v3", checkpoint_path=path)
+    message = str(info.value)
+    assert "Mixed_6b.branch1x1.conv.weight" in message and "extra.weight" in message
+    intact = tmp_path / "intact.pth"
+    torch.save(state_dict, intact)
+    with pytest.raises(inceptionzoo.CheckpointMismatchError, match=r"fc.weight \(checkpoint \(1000, 2048\)"):
+        inceptionzoo.create_model("inception_v3", num_classes=10, checkpoint_path=intact)
+
+
+def test_an_unrelated_checkpoint_says_how_little_matches(tmp_path):
+    path = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18").state_dict(), str(path))
+    with pytest.raises(inceptionzoo.CheckpointMismatchError) as info:
+        inceptionzoo.create_model("inception_v3", checkpoint_path=path)
+    first, *rest = str(info.value).splitlines()
+    assert "1 of its 472 keys match by name and shape" in first and "another architecture" in first
+    assert "num_batches_tracked" not in str(info.value) and "classifier differs" not in str(info.value)
+    listed = rest[0].split(": ", 1)[1].split(" ... ")[0].split(", ")
+    assert listed == sorted(listed)
+
+
+def test_fine_tuning_from_a_file_of_ones_own(inception_v3_weights, tmp_path):
+    state_dict = inception_v3_weights
+    path = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
+    with pytest.raises(inceptionzoo.CheckpointMismatchError, match="pass the file as pretrained_file="):
+        inceptionzoo.create_model("inception_v3", num_classes=10, checkpoint_path=path)  # strict, as in timm
+    tuned = inceptionzoo.create_model("inception_v3", num_classes=10, pretrained_file=path)
+    assert tuned.fc.out_features == 10
+    torch.testing.assert_close(tuned.Mixed_7c.branch1x1.conv.weight, state_dict["Mixed_7c.branch1x1.conv.weight"])
+    same = inceptionzoo.create_model("inception_v3", pretrained_file=path)  # its own head, kept
+    torch.testing.assert_close(same.fc.weight, state_dict["fc.weight"])
+    with pytest.raises(ValueError, match="not both"):
+        inceptionzoo.create_model("inception_v3", pretrained_file=path, checkpoint_path=path)
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        inceptionzoo.create_model("inception_v3", checkpoint_path=tmp_path / "nope.safetensors")
+
+
+def test_torchvision_checkpoint_loads_without_aux_heads(tmp_path):
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False, init_weights=True)
+    path = tmp_path / "googlenet.pth"
+    torch.save(theirs.state_dict(), path)
+    model = inceptionzoo.create_model("inception_v1_tv", checkpoint_path=path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, theirs.state_dict()[key])

@@ -1,10 +1,18 @@
+"""The command line, every command in one place (`inceptionzoo list/info/download/train`, the examples' own
+flags), and what `import inceptionzoo` costs before a command runs."""
+
 import json
 import subprocess
 import sys
 
 import pytest
 
+import inceptionzoo
+from conftest import CLIENTS
 from inceptionzoo.cli import main
+from inceptionzoo.train import loop
+from inceptionzoo.train.command import build_parser
+from inceptionzoo.train.command import main as train_main
 
 
 @pytest.mark.lowest
@@ -146,3 +154,27 @@ def test_the_cifar_example_fails_without_data_and_shows_its_own_defaults(tmp_pat
         example.run(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "[default here: 13]" in shown and "[default here: inception_v1_cifar]" not in shown
+
+
+@pytest.mark.slow
+def test_cli_help_explains_every_option(capsys):
+    help_text = build_parser().format_help()
+    for name in loop.config_fields():
+        assert f"--{name.replace('_', '-')}" in help_text
+    for command in ([sys.executable, "-m", "inceptionzoo", "train", "--help"],
+                    [sys.executable, "-m", "inceptionzoo.train", "--help"]):  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "--resume" in result.stdout and "torchrun" in result.stdout
+    assert train_main(["--data", "/nowhere/at/all", "--output", "/tmp/unused-run", "--no-progress"]) == 2
+    assert "no dataset at /nowhere/at/all" in capsys.readouterr().err
+
+
+@pytest.mark.lowest
+@CLIENTS
+def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
+    assert main(["download", "inception_v3.tf_in1k"]) == 0
+    assert "model.safetensors" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
+    assert main(["download", "inception_v3.tv_in1k"]) == 2  # offline and not cached: a clear error, exit code 2
+    assert "not in the cache" in capsys.readouterr().err
