@@ -10,7 +10,6 @@ passes after a warm-up pass, in one process.
 """
 
 import argparse
-import csv
 import io
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import machine, write_csv
 from PIL import Image
 
 import inceptionzoo
@@ -109,10 +109,7 @@ def main() -> None:
                              "data_over_step": round(rate / step, 2)})  # fmt: skip
                 print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, machine(args.threads))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ asserted in the tests: this script is where it is measured.
 
 import argparse
 import copy
-import csv
 import inspect
 import statistics
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Callable
 import timm
 import torch
 import torchvision
+from common import machine, write_csv
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -196,13 +196,7 @@ def main() -> None:
             print(f"  {name:<44} {precision} {median:7.1f} img/s {gflops:6.0f} GFLOP/s "
                   f"{100 * row['fraction_of_ceiling']:5.1f}% of ceiling  {ratios}")  # fmt: skip
     if args.csv:
-        fields: list[str] = []
-        for row in rows:
-            fields += [key for key in row if key not in fields]
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, machine(args.threads))
 
 
 if __name__ == "__main__":

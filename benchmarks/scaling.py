@@ -3,7 +3,8 @@
 Each point runs in a fresh process: the model is built and optimized, the peak growth of the process's resident
 memory during its first forward (Linux VmHWM, reset just before) is its activation memory, then it is timed over
 several repetitions (median), with timm's ``inception_v3`` (channels_last, bf16 autocast for bf16) beside it in the
-same process as the reference. Writes a CSV and a two-panel PNG.
+same process as the reference. Writes a CSV (with the CPU it ran on) and a two-panel PNG; ``--replot CSV`` draws
+the PNG again from a CSV.
 
     python benchmarks/scaling.py --csv docs/images/performance_scaling.csv --plot docs/images/performance_scaling.png
 """
@@ -15,6 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from common import machine, write_csv
 
 BATCHES = (1, 4, 16, 32)
 RESOLUTIONS = (107, 149, 224, 299, 399)
@@ -84,34 +87,41 @@ def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, re
     }
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path: str, cpu: str) -> None:
+    """Speed (solid, left axis) and activation memory (dashed, right axis) against batch size; ms per image against
+    resolution. Both lines of each kind are in the legend, and the title names the machine."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (by_batch, by_size) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (by_batch, by_size) = plt.subplots(1, 2, figsize=(11, 5.2))
     memory = by_batch.twinx()
     for dtype, marker in (("fp32", "o"), ("bf16", "s")):
-        batch_rows = [r for r in rows if r["dtype"] == dtype and r["resolution"] == 299]
-        size_rows = [r for r in rows if r["dtype"] == dtype and r["batch"] == 16]
+        batch_rows = [r for r in rows if r["dtype"] == dtype and int(r["resolution"]) == 299]
+        size_rows = [r for r in rows if r["dtype"] == dtype and int(r["batch"]) == 16]
         if batch_rows:
-            by_batch.plot([r["batch"] for r in batch_rows], [r["img_per_s"] for r in batch_rows], marker=marker,
-                          label=f"fast path {dtype} (img/s)")  # fmt: skip
-            memory.plot([r["batch"] for r in batch_rows], [r["activation_peak_mib"] for r in batch_rows],
-                      marker=marker, linestyle="--", color="grey", label=f"{dtype} activation peak (MiB)")  # fmt: skip
+            batches = [int(r["batch"]) for r in batch_rows]
+            (line,) = by_batch.plot(batches, [float(r["img_per_s"]) for r in batch_rows], marker=marker,
+                                    label=f"{dtype}: images/s")  # fmt: skip
+            memory.plot(batches, [float(r["activation_peak_mib"]) for r in batch_rows], marker=marker, linestyle="--",
+                        color=line.get_color(), alpha=0.6, label=f"{dtype}: activation peak (MiB)")  # fmt: skip
         if size_rows:
-            by_size.plot([r["resolution"] for r in size_rows], [r["ms_per_img"] for r in size_rows], marker=marker,
-                         label=f"fast path {dtype}")  # fmt: skip
+            by_size.plot([int(r["resolution"]) for r in size_rows], [float(r["ms_per_img"]) for r in size_rows],
+                         marker=marker, label=f"{dtype}")  # fmt: skip
     memory.set_ylabel("activation peak (MiB), dashed")
-    by_batch.set(xscale="log", xlabel="batch size (299x299)", ylabel="images/s", title="inception_v3: batch size")
-    batches = sorted({r["batch"] for r in rows if r["resolution"] == 299})
+    by_batch.set(xscale="log", xlabel="batch size (299x299)", ylabel="images/s, solid", title="batch size")
+    batches = sorted({int(r["batch"]) for r in rows if int(r["resolution"]) == 299})
     by_batch.set_xticks(batches, [str(b) for b in batches])
-    by_batch.legend(loc="upper left")
-    by_size.set(xlabel="input resolution (batch 16)", ylabel="ms per image", title="inception_v3: resolution")
+    handles = by_batch.get_legend_handles_labels()[0] + memory.get_legend_handles_labels()[0]
+    by_batch.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                    ncol=2, fontsize="small")  # fmt: skip
+    by_size.set(xlabel="input resolution (batch 16)", ylabel="ms per image", title="resolution")
     by_size.legend(loc="upper left")
     for axis in (by_batch, by_size):
         axis.grid(alpha=0.3)
+    arch = rows[0]["arch"]
+    figure.suptitle(f"{arch}, inceptionzoo's inference fast path, on {cpu}", fontsize="medium")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -128,8 +138,14 @@ def main() -> None:
     )
     parser.add_argument("--csv", default="")
     parser.add_argument("--plot", default="")
+    parser.add_argument("--replot", default="", metavar="CSV", help="draw --plot from this CSV instead of measuring")
     parser.add_argument("--point", default="", help=argparse.SUPPRESS)  # internal: measure one point and print it
     args = parser.parse_args()
+    if args.replot:
+        with open(args.replot, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        plot(rows, args.plot or args.replot.removesuffix(".csv") + ".png", rows[0].get("cpu") or machine(args.threads))
+        return
     if args.point:
         batch, size, dtype = args.point.split(",")
         print(json.dumps(measure_point(args.arch, int(batch), int(size), dtype, args.threads, args.repeats)))
@@ -147,12 +163,9 @@ def main() -> None:
                   f"{row['ratio_vs_timm']:.2f}x timm channels_last at the same dtype), activation peak "
                   f"{row['activation_peak_mib']:.0f} MiB", flush=True)  # fmt: skip
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, machine(args.threads))
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, machine(args.threads))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ same model. Speed is never asserted in the tests: this script is where it is mea
 """
 
 import argparse
-import csv
 import statistics
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import timm
 import torch
 import torchvision
+from common import machine, write_csv
 from torch import nn
 
 import inceptionzoo
@@ -99,10 +99,7 @@ def main() -> None:
                          "ratio_vs_fp32_nchw": round(median / baseline, 3)})  # fmt: skip
             print(f"  {name:<50} {median:8.1f} img/s  {median / baseline:5.2f}x the fp32 NCHW step")
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, machine(args.threads))
 
 
 if __name__ == "__main__":

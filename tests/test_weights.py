@@ -14,6 +14,8 @@ import inceptionzoo
 from conftest import CLIENTS, realistic_batchnorm, relative_error
 from hub_server import HubServer, client_shares_xet_blobs, xet_hash
 from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
+from inceptionzoo.hub.convert import url_cache_dir
+from inceptionzoo.hub.download import hub_cache_dir
 
 LOWEST = pytest.mark.lowest  # also run with the lowest supported huggingface_hub (a quick subset)
 
@@ -23,7 +25,7 @@ def weight_gets(server: HubServer) -> int:
 
 
 def cache() -> Path:
-    return Path(inceptionzoo.hub.download.hub_cache_dir())
+    return Path(hub_cache_dir())
 
 
 def repo_blob(repo_id: str) -> Path:
@@ -113,7 +115,8 @@ def test_unknown_tag_and_missing_repo_or_file(hub):
 
 
 @pytest.mark.parametrize("fault", ["truncate", "drop", "500"])
-def test_broken_transfers_fail_clearly_and_recover(hub, fault):
+def test_broken_transfers_fail_clearly_and_recover(hub, fault, monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # huggingface_hub's ~23 s of back-off, not waited out
     hub.fault = fault
     with pytest.raises(WeightsDownloadError):
         inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
@@ -246,7 +249,7 @@ def test_torchvision_googlenet_url_checked_converted_and_equal(hub, weights, mon
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert relative_error(model.eval()(x), reference(x)) <= 1e-5
-    converted = list(inceptionzoo.hub.convert.url_cache_dir().glob("*.safetensors"))
+    converted = list(url_cache_dir().glob("*.safetensors"))
     assert [p.name for p in converted] == [weights["googlenet_file"].replace(".pth", ".safetensors")]
     # beside torchvision's downloads, not in the Hugging Face cache, whose scan takes every folder for a repo
     inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)
@@ -269,11 +272,11 @@ def test_url_with_wrong_hash_prefix_is_refused(hub, weights):
             pretrained=True,
             pretrained_cfg_overlay={"url": f"{hub.url}/files/googlenet-00000000.pth"},
         )
-    assert not list(inceptionzoo.hub.convert.url_cache_dir().glob("*.safetensors"))
+    assert not list(url_cache_dir().glob("*.safetensors"))
 
 
 def test_a_checkpoint_torchvision_already_downloaded_is_used_offline(hub, weights, monkeypatch):
-    folder = inceptionzoo.hub.convert.url_cache_dir()  # torch.hub's checkpoints folder, where torchvision downloads to
+    folder = url_cache_dir()  # torch.hub's checkpoints folder, where torchvision downloads to
     folder.mkdir(parents=True)
     (folder / weights["googlenet_file"]).write_bytes(weights["googlenet_pth"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -27,19 +27,23 @@ class FeatureExtractor(FeatureListNet):
     """
 
     def __init__(self, model: nn.Module, out_indices: tuple[int, ...]) -> None:
-        min_size = getattr(model, "features_min_size", (1, 1))
-        in_chans = model.in_chans
-        pretrained_cfg = getattr(model, "pretrained_cfg", None)
         super().__init__(model, out_indices=out_indices, flatten_sequential=True)
-        self.in_chans = in_chans
-        self.min_height, self.min_width = min_size
+        self.min_height, self.min_width = _carry_model_facts(self, model)
         self.register_buffer("dtype_reference", torch.empty(0), persistent=False)  # follows the weights' dtype
-        if pretrained_cfg is not None:
-            self.pretrained_cfg = self.default_cfg = pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
         return super().forward(x)
+
+
+def _carry_model_facts(features: nn.Module, model: nn.Module) -> tuple[int, int]:
+    """Give a feature wrapper the model's ``in_chans`` and ``pretrained_cfg``; returns the minimum input size its
+    input checks use."""
+    features.in_chans = model.in_chans
+    pretrained_cfg = getattr(model, "pretrained_cfg", None)
+    if pretrained_cfg is not None:
+        features.pretrained_cfg = features.default_cfg = pretrained_cfg
+    return getattr(model, "features_min_size", (1, 1))
 
 
 def check_feature_indices(
@@ -112,18 +116,14 @@ def build_feature_extractor(
             raise TypeError(f"feature_cfg {sorted(feature_cfg)}: the list wrapper takes only out_indices and "
                             "feature_cls")  # fmt: skip
         return FeatureExtractor(model, out_indices)
-    in_chans, min_size = model.in_chans, getattr(model, "features_min_size", (1, 1))
-    pretrained_cfg = getattr(model, "pretrained_cfg", None)
     try:
         features = wrapper(model, out_indices=out_indices, **feature_cfg)
     except TypeError as error:
         raise TypeError(f"feature_cfg {feature_cfg} does not fit {wrapper.__name__}: {error}") from None
-    features.in_chans = in_chans
+    min_size = _carry_model_facts(features, model)
 
     def check_input(module: nn.Module, args: tuple) -> None:
-        check_image_input(args[0], in_chans, *min_size, next(module.parameters(), None))
+        check_image_input(args[0], module.in_chans, *min_size, next(module.parameters(), None))
 
     features.register_forward_pre_hook(check_input)  # the same input errors as the model and the list wrapper
-    if pretrained_cfg is not None:
-        features.pretrained_cfg = features.default_cfg = pretrained_cfg
     return features

@@ -205,11 +205,18 @@ def _counted(key: str) -> bool:
     return not key.endswith("num_batches_tracked")
 
 
-def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+def check_state_dict_fits(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    *,
+    own: Mapping[str, torch.Tensor] | None = None,
+) -> None:
     """Raise ``CheckpointMismatchError`` saying how many of the model's keys the checkpoint matches, then
     listing (sorted) missing keys, unexpected keys, shape mismatches and dtypes of another kind (integer or boolean
-    where the model has floats, or the reverse; float precisions may differ)."""
-    own = {k: v for k, v in model.state_dict().items() if _counted(k)}
+    where the model has floats, or the reverse; float precisions may differ). ``own`` is the model's state dict
+    where the caller has it already."""
+    own = {k: v for k, v in (model.state_dict() if own is None else own).items() if _counted(k)}
     missing = sorted(k for k in own if k not in state_dict)
     unexpected = sorted(k for k in state_dict if k not in own and _counted(k))
     shapes = [
@@ -244,13 +251,15 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tenso
     raise CheckpointMismatchError("\n".join(lines))
 
 
-def drop_unused_aux_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def drop_unused_aux_keys(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, own: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Drop auxiliary-head weights a checkpoint carries when the model was built without that head.
 
     timm's and torchvision's Inception-v3 checkpoints include ``AuxLogits.*``; a model built for inference
     (``aux_logits=False``, the default) has no use for them, exactly as in timm.
     """
-    own = model.state_dict()
+    own = model.state_dict() if own is None else own
     aux_prefixes = {k.split(".")[0] for k in state_dict if k.split(".")[0].lower().startswith("aux")}
     unused = {p for p in aux_prefixes if not any(k.startswith(p + ".") for k in own)}
     return {k: v for k, v in state_dict.items() if k.split(".")[0] not in unused}
@@ -261,13 +270,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
 
     Every key must fit except an auxiliary head the model does not have. Differences are reported by name.
     """
-    state_dict = drop_unused_aux_keys(model, load_state_dict(path))
-    own_keys = model.state_dict().keys()
-    state_dict = {k: v for k, v in state_dict.items() if _counted(k) or k in own_keys}  # counters of absent norms
+    own = model.state_dict()
+    state_dict = drop_unused_aux_keys(model, load_state_dict(path), own=own)
+    state_dict = {k: v for k, v in state_dict.items() if _counted(k) or k in own}  # counters of absent norms
     if strict:
-        check_state_dict_fits(model, state_dict, source=str(path))
+        check_state_dict_fits(model, state_dict, source=str(path), own=own)
     else:
-        own = model.state_dict()
         state_dict = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(state_dict, strict=strict)
     return model
@@ -282,13 +290,13 @@ def load_pretrained_weights(model: nn.Module, state_dict: Mapping[str, torch.Ten
     """
     from timm.models import adapt_input_conv
 
-    state_dict = drop_unused_aux_keys(model, state_dict)
+    own = model.state_dict()
+    state_dict = drop_unused_aux_keys(model, state_dict, own=own)
     first_conv = model.pretrained_cfg.get("first_conv")
     key = f"{first_conv}.weight" if first_conv else None
     if key and key in state_dict and state_dict[key].shape[1] != model.in_chans:
         state_dict[key] = adapt_input_conv(model.in_chans, state_dict[key])
     reset: list[str] = []
-    own = model.state_dict()
     classifiers = model.classifier_names() if hasattr(model, "classifier_names") else ["fc"]
     prefixes = tuple(f"{name}." for name in classifiers)
     # by the shapes, not by the registered num_classes: a file of one's own (pretrained_file=) has its own head
@@ -298,7 +306,7 @@ def load_pretrained_weights(model: nn.Module, state_dict: Mapping[str, torch.Ten
     if head_differs:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
         reset = [k for k in own if k.startswith(prefixes)]
-    check_state_dict_fits(model, {**{k: own[k] for k in reset}, **state_dict}, source=source)
+    check_state_dict_fits(model, {**{k: own[k] for k in reset}, **state_dict}, source=source, own=own)
     incompatible = model.load_state_dict(state_dict, strict=False)
     assert sorted(incompatible.missing_keys) == sorted(reset) and not incompatible.unexpected_keys
     return model

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 from pathlib import Path
@@ -15,16 +16,22 @@ import torch
 __all__ = ["model_card", "push_to_hub", "save_pretrained"]
 
 
-def model_card(model: torch.nn.Module, repo_id: str | None = None) -> dict[str, Any]:
-    """The model card fields timm's ``generate_readme`` renders: what the weights are, how to load them, the paper."""
+def model_card(
+    model: torch.nn.Module, repo_id: str | None = None, model_args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The model card fields timm's ``generate_readme`` renders: what the weights are, how to load them, the paper.
+
+    ``model_args`` are the JSON-ready arguments that rebuild the model (``_model_args(model)`` by default)."""
     cfg = model.pretrained_cfg
+    if model_args is None:
+        model_args = _model_args(model)
     arch = cfg.get("architecture") or type(model).__name__
     details: dict[str, Any] = {
         "Model Type": "Image classification",
         "Architecture": f"`{arch}`",
         "Classes": model.num_classes,
         "Image size": f"{cfg.get('input_size')}",
-        "Model arguments": f"`{json.dumps(_jsonable(getattr(model, 'model_args', {})), sort_keys=True)}`",
+        "Model arguments": f"`{json.dumps(model_args, sort_keys=True)}`",
         "Dataset": "CIFAR-10" if model.num_classes == 10 else "ImageNet-1k",
     }
     if cfg.get("paper_name"):
@@ -51,9 +58,14 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
+def _model_args(model: torch.nn.Module) -> dict[str, Any]:
+    """The arguments the factory recorded on the model, as JSON (config.json and the model card show the same)."""
+    return _jsonable(dict(getattr(model, "model_args", {})))
+
+
 def _contiguous(model: torch.nn.Module) -> torch.nn.Module:
     """safetensors refuses strided tensors: a channels-last model is saved from a contiguous copy."""
-    if all(t.is_contiguous() for t in model.state_dict().values()):
+    if all(tensor.is_contiguous() for tensor in itertools.chain(model.parameters(), model.buffers())):
         return model
     return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
@@ -67,10 +79,11 @@ def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike, repo_id: 
     from timm.models._hub import generate_readme, save_for_hf
 
     folder = Path(folder)
-    model_args = _jsonable(dict(getattr(model, "model_args", {})))
+    model_args = _model_args(model)
     save_for_hf(_contiguous(model), str(folder), model_args=model_args, safe_serialization=True)
     name = (repo_id or model.pretrained_cfg.get("architecture") or type(model).__name__).split("/")[-1]
-    (folder / "README.md").write_text(generate_readme(model_card(model, repo_id), name), encoding="utf-8")
+    card = model_card(model, repo_id, model_args)
+    (folder / "README.md").write_text(generate_readme(card, name), encoding="utf-8")
     return folder
 
 
@@ -83,9 +96,13 @@ def push_to_hub(
     revision: str | None = None,
 ) -> str:
     """Upload ``model`` to ``repo_id`` (created if needed) with timm's ``push_to_hf_hub``: the files of
-    ``save_pretrained``, the model card only where the repo has none yet. Returns the commit's URL."""
+    ``save_pretrained``, the model card only where the repo has none yet. Returns the commit's URL.
+
+    It pushes to huggingface_hub's configured endpoint (``HF_ENDPOINT`` as it was when huggingface_hub was
+    imported), as timm and huggingface_hub do; only downloads re-read ``HF_ENDPOINT`` on every call."""
     from timm.models import push_to_hf_hub
 
+    model_args = _model_args(model)
     commit = push_to_hf_hub(
         _contiguous(model),
         repo_id,
@@ -93,8 +110,8 @@ def push_to_hub(
         token=token,
         revision=revision,
         private=private,
-        model_card=model_card(model, repo_id),
-        model_args=_jsonable(dict(getattr(model, "model_args", {}))),
+        model_card=model_card(model, repo_id, model_args),
+        model_args=model_args,
         safe_serialization=True,
     )
     return str(getattr(commit, "commit_url", commit))

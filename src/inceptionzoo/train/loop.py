@@ -279,8 +279,8 @@ class _Run:
                 "--output"
             )
         # the model first (its input size and preprocessing decide the transforms), then the data
-        torch.manual_seed(config.seed)
-        probe_model = create_model(config.model, pretrained=False)
+        with torch.device("meta"):  # its config only: no weights initialised, the real model is built below
+            probe_model = create_model(config.model, pretrained=False)
         self.size = self._image_size(probe_model)
         self.recipe = _resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
@@ -392,7 +392,7 @@ class _Run:
             if env.is_main:
                 self.save_epoch(metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds)
             env.barrier()
-        return self.finish(row, ema, train_seconds)
+        return self.finish(row, metrics, ema, train_seconds)
 
     def _mixup(self) -> Any:
         config = self.config
@@ -517,10 +517,17 @@ class _Run:
         )
 
     def finish(
-        self, row: dict, ema: Any, train_seconds: float, extra: dict | None = None, test_stats: EpochStats | None = None
+        self,
+        row: dict,
+        metrics: MetricsLog | None,
+        ema: Any,
+        train_seconds: float,
+        extra: dict | None = None,
+        test_stats: EpochStats | None = None,
     ) -> dict[str, Any]:
         """Evaluate the test split once (unless ``test_stats`` has it), save the final model in the Hub layout and
-        write the summary."""
+        write the summary. ``row`` is the last epoch's; ``metrics`` holds every epoch's on the main process (None on
+        the others)."""
         env = self.env
         summary: dict[str, Any] = {
             "model": self.config.model,
@@ -548,9 +555,9 @@ class _Run:
 
             save_pretrained(unwrap_model(ema.module if ema is not None else self.model), self.output / "model")
             (self.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if "test" in summary:  # the curve gets the headline figure
-                rows = MetricsLog(self.output, start_epoch=self.recipe.epochs).rows
-                plot_metrics(rows, self.output / "metrics.png", self.config.model, test_top1=summary["test"]["top1"])
+            if "test" in summary and metrics is not None:  # the curve gets the headline figure
+                test_top1 = summary["test"]["top1"]
+                plot_metrics(metrics.rows, self.output / "metrics.png", self.config.model, test_top1=test_top1)
                 print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
             print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {self.output / 'model'}", flush=True)
         return summary

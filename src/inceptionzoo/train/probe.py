@@ -190,4 +190,4 @@ def fit_frozen(run: Any) -> dict[str, Any]:
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     extra = {"freeze": True, "feature_seconds": feature_seconds, "head_seconds": train_seconds}
-    return run.finish(row, None, train_seconds, extra=extra, test_stats=test_stats)
+    return run.finish(row, metrics, None, train_seconds, extra=extra, test_stats=test_stats)

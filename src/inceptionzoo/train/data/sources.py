@@ -96,9 +96,11 @@ def _fits_in_memory(samples: list[tuple[str, int]], budget_gb: float) -> bool:
     width_height = _image_size(samples[0][0])
     if width_height is None or len(samples) * 3 * width_height[0] * width_height[1] > budget_gb * 2**30:
         return False
-    probe = samples[:: max(1, len(samples) // 64)]
-    return all(_image_size(path) == width_height for path, _ in probe) and all(
-        _image_size(path) == width_height for path, _ in samples
+    step = max(1, len(samples) // 64)
+    probed = samples[::step]
+    rest = (sample for index, sample in enumerate(samples) if index % step)  # the headers not probed yet
+    return all(_image_size(path) == width_height for path, _ in probed) and all(
+        _image_size(path) == width_height for path, _ in rest
     )
 
 
