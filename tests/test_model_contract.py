@@ -297,3 +297,16 @@ def test_channels_last_matches(name):
         model_cl = model_cl.to(memory_format=torch.channels_last)
         out = model_cl(x.to(memory_format=torch.channels_last))
     assert (out - reference).abs().max() <= 1e-5 * reference.abs().max()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_channels_last_array_is_told_to_permute(name):
+    """An image batch laid out (batch, height, width, channels), as PIL and numpy give it, is told to permute; a
+    batch with another channel count is told which in_chans would take it."""
+    model = shared(name)
+    height, width = model.min_input_size
+    size = max(height, width, 3 * model.in_chans + 1)  # no side of the array equals the channel count by chance
+    with pytest.raises(ValueError, match=r"channels-last .* pass x\.permute\(0, 3, 1, 2\)"):
+        model(torch.randn(1, size, size, model.in_chans))
+    with pytest.raises(ValueError, match=rf"build the model with in_chans={model.in_chans + 2}"):
+        model(torch.randn(1, model.in_chans + 2, size, size))
