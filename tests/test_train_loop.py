@@ -99,6 +99,7 @@ def test_a_compiled_run_trains_and_saves_the_plain_model(colours, tmp_path, monk
     assert model.num_classes == 4
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(colours, tmp_path, monkeypatch):
     fit(quick(colours, tmp_path / "straight"))
     real_epoch, calls = loop.train_one_epoch, []
@@ -191,6 +192,7 @@ def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, 
     assert refused.returncode != 0 and "SyncBatchNorm does not run on CPU" in refused.stderr
 
 
+@pytest.mark.slow
 def test_pretrained_fine_tuning_from_the_loopback_hub(cifar_subset, tmp_path, monkeypatch):
     torch.manual_seed(0)
     source = realistic_batchnorm(timm.create_model("inception_v3", aux_logits=True), size=299, batch=2)

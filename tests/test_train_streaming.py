@@ -294,6 +294,7 @@ def test_transforms_are_the_papers_crop_and_the_weights_preprocessing():
     assert "CifarCrop(pad=4, hflip=0.5)" in repr(train_transform(inceptionzoo.create_model("inception_v1_cifar")))
 
 
+@pytest.mark.slow
 def test_resume_of_a_streamed_run_equals_an_uninterrupted_one(photos, tmp_path, monkeypatch):
     fit(quick(photos, tmp_path / "straight", epochs=3, workers=1, ema=False))
     real_epoch, calls = loop.train_one_epoch, []
@@ -471,6 +472,7 @@ def first_row_of_each_recipe() -> list[str]:
     return list(chosen.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", first_row_of_each_recipe())
 def test_each_table3_recipe_runs_end_to_end_on_a_folder(name, photos, tmp_path):
     """The row's recipe as the paper gives it (optimizer, clipping, smoothing, aux weight, averaging), the learning

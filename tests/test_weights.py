@@ -114,6 +114,7 @@ def test_unknown_tag_and_missing_repo_or_file(hub):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["truncate", "drop", "500"])
 def test_broken_transfers_fail_clearly_and_recover(hub, fault, monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda seconds: None)  # huggingface_hub's ~23 s of back-off, not waited out
@@ -131,6 +132,7 @@ def hub_state(hub: HubServer) -> dict:
     return load(hub.repos["timm/inception_v3.tf_in1k"]["model.safetensors"])
 
 
+@pytest.mark.slow
 @LOWEST
 @CLIENTS
 def test_corrupt_download_is_detected_removed_and_refetched(hub, monkeypatch):
@@ -157,6 +159,7 @@ def test_corrupt_download_is_detected_removed_and_refetched(hub, monkeypatch):
     assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_api", [True, False], ids=["delete_files", "older-huggingface-hub"])
 def test_a_shared_store_file_is_repaired_for_every_repo_and_never_deleted_while_linked(
     hub, weights, monkeypatch, cache_api
@@ -197,6 +200,7 @@ def test_a_shared_store_file_is_repaired_for_every_repo_and_never_deleted_while_
         assert torch.equal(model.state_dict()["fc.weight"], weights["timm_aux"].state_dict()["fc.weight"])
 
 
+@pytest.mark.slow
 @LOWEST
 def test_revisions_branch_tag_and_commit_then_offline(hub, weights, monkeypatch):
     commit = hub.commit("timm/inception_v3.tv_in1k")
@@ -401,6 +405,7 @@ def test_push_to_hub_uploads_the_saved_layout(monkeypatch, tmp_path):
     assert uploaded == {"repo": "me/googlenet-cifar", "files": ["README.md", "config.json", "model.safetensors"]}
 
 
+@pytest.mark.slow
 def test_two_threads_asking_at_once_share_one_download(hub):
     """huggingface_hub's file lock makes the two share one transfer; this checks that our sha256 check and cache
     repair on top of it do not break that (a file is never judged while the other thread still writes it)."""
@@ -420,6 +425,7 @@ def test_two_threads_asking_at_once_share_one_download(hub):
     assert weight_gets(hub) == 1
 
 
+@pytest.mark.slow
 @LOWEST
 def test_offline_with_a_partly_filled_cache(hub, monkeypatch):
     inceptionzoo.create_model("inception_v3.tv_in1k", pretrained=True)  # cached
@@ -438,6 +444,7 @@ def test_offline_with_a_partly_filled_cache(hub, monkeypatch):
     assert torch.equal(model.state_dict()["fc.weight"], hub_state(hub)["fc.weight"])
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_answering_fails_within_a_bounded_time(hub, monkeypatch):
     from huggingface_hub import constants
 
