@@ -25,7 +25,7 @@ import timm
 from safetensors.torch import save
 
 import inceptionzoo
-from conftest import write_photos
+from conftest import realistic_batchnorm, write_photos
 from hub_server import HubServer
 from inceptionzoo.complexity import count_macs, count_parameters
 
@@ -106,11 +106,23 @@ def small_cifar(cifar_subset, tmp_path_factory) -> Path:
     return archive
 
 
+@pytest.fixture(scope="module")
+def fid_weights() -> bytes:
+    """Stand-in weights for the FID network's URL tag (its real file is not reachable here)."""
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v3_fid"), size=96, batch=2)
+    return save(model.state_dict())
+
+
 @pytest.fixture
-def scratch(tmp_path, monkeypatch, docs_hub) -> Path:
-    """A checkout-like folder to run examples in, online against the loopback Hub with a private cache."""
+def scratch(tmp_path, monkeypatch, docs_hub, fid_weights) -> Path:
+    """A checkout-like folder to run examples in, online against the loopback Hub with a private cache, and the FID
+    network's weights where a download would have converted them to (torch.hub's checkpoints folder)."""
+    from inceptionzoo.hub.convert import url_cache_dir
+
     work = tmp_path / "work"
     work.mkdir()
+    url_cache_dir().mkdir(parents=True, exist_ok=True)
+    (url_cache_dir() / "pt_inception-2015-12-05-6726825d.safetensors").write_bytes(fid_weights)
     monkeypatch.chdir(work)
     monkeypatch.setenv("HF_ENDPOINT", docs_hub.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

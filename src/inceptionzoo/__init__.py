@@ -41,7 +41,18 @@ _EXPORTS = {
     "GoogLeNetOutputs": ".layers",
     "InceptionOutputs": ".layers",
 }
-_SUBMODULES = {"checkpoint", "complexity", "hub", "inference", "layers", "models", "preprocessing", "sizes", "train"}
+_SUBMODULES = {
+    "checkpoint",
+    "complexity",
+    "fid",
+    "hub",
+    "inference",
+    "layers",
+    "models",
+    "preprocessing",
+    "sizes",
+    "train",
+}
 
 __all__ = [  # the names of _EXPORTS (tested)
     "CheckpointError",

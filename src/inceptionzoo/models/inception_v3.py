@@ -44,6 +44,19 @@ __all__ = [
 
 torch.fx.wrap("check_image_input")
 
+BRANCH_POOLS = ("avg", "avg_exclude_pad", "max")
+
+
+def branch_pool_layer(kind: str) -> nn.Module:
+    """The 3x3/1 pool of a module's pool branch: ``"avg"`` counts the zero padding in the average (the reference
+    model, torchvision, timm), ``"avg_exclude_pad"`` averages the pixels inside the image only (TensorFlow's pool,
+    which the FID graph keeps), ``"max"`` is the max pool the FID graph has in its last module."""
+    if kind not in BRANCH_POOLS:
+        raise ValueError(f"branch_pool must be one of {BRANCH_POOLS}, got {kind!r}")
+    if kind == "max":
+        return nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+    return nn.AvgPool2d(kernel_size=3, stride=1, padding=1, count_include_pad=kind == "avg")
+
 
 class InceptionFactorized5x5(nn.Module):
     """Figure 5: the 35x35-grid module in which a 5x5 convolution is replaced by two stacked 3x3 convolutions.
@@ -64,6 +77,7 @@ class InceptionFactorized5x5(nn.Module):
         out_3x3: int = 96,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
         factorize_5x5: bool = True,
+        branch_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.branch1x1 = conv_layer(in_chs, out_1x1, kernel_size=1)
@@ -78,7 +92,7 @@ class InceptionFactorized5x5(nn.Module):
         else:
             self.branch5x5b_1 = conv_layer(in_chs, reduce_3x3, kernel_size=1)
             self.branch5x5b_2 = conv_layer(reduce_3x3, out_3x3, kernel_size=5, padding=2)
-        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.pool = branch_pool_layer(branch_pool)
         self.branch_pool = conv_layer(in_chs, pool_features, kernel_size=1)
         self.out_chs = out_1x1 + out_5x5 + out_3x3 + pool_features
 
@@ -184,6 +198,7 @@ class InceptionAsymmetric(nn.Module):
         n: int = 7,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
         factorize: bool = True,
+        branch_pool: str = "avg",
     ) -> None:
         super().__init__()
         c7, out = channels_7x7, out_chs_per_branch
@@ -193,7 +208,7 @@ class InceptionAsymmetric(nn.Module):
         self.branch7x7dbl_1 = conv_layer(in_chs, c7, kernel_size=1)
         self.branch7x7dbl_2, self.branch7x7dbl_3 = _n_by_n(conv_layer, c7, c7, n, factorize, vertical_first=True)
         self.branch7x7dbl_4, self.branch7x7dbl_5 = _n_by_n(conv_layer, c7, out, n, factorize, vertical_first=True)
-        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.pool = branch_pool_layer(branch_pool)
         self.branch_pool = conv_layer(in_chs, out, kernel_size=1)
         self.out_chs = 4 * out
 
@@ -262,6 +277,7 @@ class InceptionExpandedFilterBank(nn.Module):
         pool_proj: int = 192,
         conv_layer: type[ConvNormAct] | partial = ConvNormAct,
         expanded: bool = True,
+        branch_pool: str = "avg",
     ) -> None:
         super().__init__()
         c3 = channels_3x3
@@ -280,7 +296,7 @@ class InceptionExpandedFilterBank(nn.Module):
         self.branch3x3dbl_1 = conv_layer(in_chs, reduce_3x3dbl, kernel_size=1)
         self.branch3x3dbl_2 = conv_layer(reduce_3x3dbl, c3, kernel_size=3, padding=1)
         self.branch3x3dbl_3a, self.branch3x3dbl_3b = pair()
-        self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.pool = branch_pool_layer(branch_pool)
         self.branch_pool = conv_layer(in_chs, pool_proj, kernel_size=1)
         self.out_chs = out_1x1 + (4 if expanded else 2) * c3 + pool_proj
 
@@ -339,6 +355,7 @@ class InceptionAux(nn.Module):
 
 
 STEMS = ("factorized_7x7", "conv_7x7", "cifar")
+FEATURE_TAPS = ("stages", "fid")
 
 
 @dataclass(frozen=True)
@@ -362,6 +379,11 @@ class InceptionV3Config:
         grid_reduction: ``"parallel"`` (figure 10), ``"pool_first"`` or ``"conv_first"`` (figure 9).
         width_multiplier: scales every width (rounded to multiples of 8).
         aux_fc_norm: batch-normalize the aux head's "fully connected" layer (Table 3's "BN-auxiliary").
+        branch_pool: the pool of every 35x35, 17x17 and 8x8 module's pool branch (``BRANCH_POOLS``): ``"avg"``
+            as in the reference model, ``"avg_exclude_pad"`` as in TensorFlow's graph that FID uses.
+        final_branch_pool: the last module's (``Mixed_7c``) pool, where it differs (``"max"`` in the FID graph).
+        feature_taps: ``"stages"`` (the end of each grid size) or ``"fid"`` (pytorch-fid's blocks: after each stem
+            max pool, ``Mixed_6e`` and ``Mixed_7c``, giving 64, 192, 768 and 2048 channels).
     """
 
     stem: str = "factorized_7x7"
@@ -377,9 +399,19 @@ class InceptionV3Config:
     grid_reduction: str = "parallel"
     width_multiplier: float = 1.0
     aux_fc_norm: bool = True
+    branch_pool: str = "avg"
+    final_branch_pool: str | None = None
+    feature_taps: str = "stages"
 
     def __post_init__(self) -> None:
         check_config_fields(self)
+        for pool in (self.branch_pool, self.final_branch_pool or self.branch_pool):
+            if pool not in BRANCH_POOLS:
+                raise ValueError(f"branch pools must be one of {BRANCH_POOLS}, got {pool!r}")
+        if self.feature_taps not in FEATURE_TAPS:
+            raise ValueError(f"feature_taps must be one of {FEATURE_TAPS}, got {self.feature_taps!r}")
+        if self.feature_taps == "fid" and (self.stem == "cifar" or not self.stem_pool):
+            raise ValueError("feature_taps='fid' taps the two stem max pools: it needs stem_pool and a non-CIFAR stem")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.grid_reduction not in GRID_REDUCTIONS:
@@ -456,6 +488,7 @@ class InceptionV3(InceptionNet):
             out_3x3=w(96),
             conv_layer=conv,
             factorize_5x5=config.factorize_5x5,
+            branch_pool=config.branch_pool,
         )
         pool_5b, pool_5c, pool_5d = (w(c) for c in config.grid35_pool_features)
         self.Mixed_5b = grid35(w4a, pool_5b)
@@ -470,6 +503,7 @@ class InceptionV3(InceptionNet):
             n=config.nxn,
             conv_layer=conv,
             factorize=config.factorize_nxn,
+            branch_pool=config.branch_pool,
         )
         c7b, c7c, c7d, c7e = (w(c) for c in config.grid17_channels_7x7)
         self.Mixed_6b = grid17(self.Mixed_6a.out_chs, c7b)
@@ -503,8 +537,8 @@ class InceptionV3(InceptionNet):
             conv_layer=conv,
             expanded=config.expanded_filter_bank,
         )
-        self.Mixed_7b = grid8(self.Mixed_7a.out_chs)
-        self.Mixed_7c = grid8(self.Mixed_7b.out_chs)
+        self.Mixed_7b = grid8(self.Mixed_7a.out_chs, branch_pool=config.branch_pool)
+        self.Mixed_7c = grid8(self.Mixed_7b.out_chs, branch_pool=config.final_branch_pool or config.branch_pool)
 
         stem_end = "Conv2d_1a_7x7" if config.stem == "conv_7x7" else "Conv2d_2b_3x3"
         reduction = 1 if cifar else config.stem_stride
@@ -520,6 +554,12 @@ class InceptionV3(InceptionNet):
             {"num_chs": grid17_chs, "reduction": reductions[3], "module": "Mixed_6e"},
             {"num_chs": num_features, "reduction": reductions[4], "module": "Mixed_7c"},
         ]
+        if config.feature_taps == "fid":  # pytorch-fid's blocks 0-3 (its block 3 pools the Mixed_7c map)
+            feature_info = [
+                {"num_chs": w2b, "reduction": reductions[1], "module": "Pool1"},
+                {"num_chs": w4a, "reduction": reductions[2], "module": "Pool2"},
+                *feature_info[3:],
+            ]
         self.finish_init(num_features, num_classes, global_pool, drop_rate, feature_info, {"AuxLogits": "Mixed_6e"})
         self._init_weights()
 
@@ -590,6 +630,9 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
 
 
 _STEM_7X7 = {"first_conv": "Conv2d_1a_7x7.conv"}
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 _ROW_8 = "Table 3, row 8: Inception-v2 BN-auxiliary (Inception-v3)"
 
 default_cfgs = generate_default_cfgs(
@@ -660,6 +703,19 @@ default_cfgs = generate_default_cfgs(
             pool_size=(3, 3),
             description="Inception-v3 for 32x32 CIFAR images (stride-1 padded stem, one 2x pool).",
         ),
+        "inception_v3_fid.tf_2015_12_05": _cfg(
+            paper_row="FID: TensorFlow's 2015-12-05 Inception graph",
+            url=FID_WEIGHTS_URL,
+            num_classes=1008,
+            crop_pct=1.0,
+            interpolation="bilinear",
+            license="apache-2.0",
+            origin_url="https://github.com/mseitzer/pytorch-fid",
+            paper_ids="arXiv:1706.08500",
+            paper_name="GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium",
+            description="The Inception-v3 graph FID is computed with: TensorFlow's 2015-12-05 weights as pytorch-fid "
+            "publishes them (1008 classes; the features are the 2048-channel pool3).",
+        ),
         "inception_v3_rf79": _cfg(
             paper_row="Section 9: 79x79 receptive field",
             input_size=(3, 79, 79),
@@ -670,6 +726,8 @@ default_cfgs = generate_default_cfgs(
 )
 
 _V2 = {"stem": "conv_7x7", "aux_fc_norm": False}
+# the FID graph's three departures from the reference model (pytorch-fid's FIDInceptionA/C/E_1/E_2)
+_FID = {"branch_pool": "avg_exclude_pad", "final_branch_pool": "max", "feature_taps": "fid"}
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> InceptionV3:
@@ -735,3 +793,14 @@ def inception_v3_cifar(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     config = InceptionV3Config(stem="cifar", width_multiplier=0.125)
     kwargs.setdefault("num_classes", 10)
     return _create("inception_v3_cifar", pretrained, config=config, **kwargs)
+
+
+@register_model
+def inception_v3_fid(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
+    """The Inception-v3 that FID is computed with (TensorFlow's 2015-12-05 graph, as pytorch-fid and torch-fidelity
+    build it): 1008 classes, pool branches that average without the padding, a max pool in ``Mixed_7c``'s pool
+    branch, and feature taps at pytorch-fid's blocks (64, 192, 768 and 2048 channels). ``inceptionzoo.fid`` computes
+    the distance with it."""
+    config = InceptionV3Config(**_FID)
+    kwargs.setdefault("num_classes", 1008)
+    return _create("inception_v3_fid", pretrained, config=config, **kwargs)
