@@ -139,3 +139,32 @@ def test_third_party_register_model():
         _registry._model_default_tags.pop("tiny_test_net", None)
         _registry._pretrained_cfgs.pop("tiny_test_net", None)
     assert "tiny_test_net" not in inceptionzoo.list_models()
+
+
+def test_names_people_type_resolve_to_the_canonical_models():
+    """torchvision's and Cadene's names build our models; timm's retired v3 names load their weights' configs with
+    timm's warning; none is listed, and none can be taken by a new model."""
+    googlenet = inceptionzoo.create_model("googlenet")
+    assert (
+        googlenet.pretrained_cfg["architecture"] == "inception_v1_tv" and googlenet.pretrained_cfg["tag"] == "tv_in1k"
+    )
+    assert inceptionzoo.create_model("bninception").pretrained_cfg["architecture"] == "bn_inception"
+    assert inceptionzoo.is_model("googlenet") and inceptionzoo.get_pretrained_cfg("googlenet.tv_in1k").tag == "tv_in1k"
+    for old, new in [
+        ("tf_inception_v3", "tf_in1k"),
+        ("adv_inception_v3", "tf_adv_in1k"),
+        ("gluon_inception_v3", "gluon_in1k"),
+    ]:
+        with pytest.warns(UserWarning, match=f"Mapping deprecated model name {old} to current inception_v3.{new}"):
+            model = inceptionzoo.create_model(old, num_classes=10)
+        assert model.pretrained_cfg["tag"] == new and model.num_classes == 10
+    listed = inceptionzoo.list_models(include_tags=True)
+    assert not {"googlenet", "bninception", "tf_inception_v3"} & {name.split(".")[0] for name in listed}
+
+    def googlenet(pretrained=False, **kwargs):
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="already an alias"):
+        inceptionzoo.register_model(googlenet)
+    with pytest.raises(ValueError, match="not a registered model"):
+        inceptionzoo.register_model_aliases({"my_net": "inception_v9"})

@@ -34,6 +34,7 @@ _EXPORTS = {
     "list_pretrained": "._registry",
     "model_entrypoint": "._registry",
     "register_model": "._registry",
+    "register_model_aliases": "._registry",
     "split_model_name_tag": "._registry",
     "create_transform": ".preprocessing",
     "data_config": ".preprocessing",
@@ -79,6 +80,7 @@ __all__ = [  # the names of _EXPORTS (tested)
     "optimize_for_inference",
     "push_to_hub",
     "register_model",
+    "register_model_aliases",
     "save_pretrained",
     "split_model_name_tag",
 ]
@@ -109,6 +111,7 @@ if TYPE_CHECKING:  # what type checkers, IDEs and the API reference read
         list_pretrained,
         model_entrypoint,
         register_model,
+        register_model_aliases,
         split_model_name_tag,
     )
     from .checkpoint import (

@@ -14,6 +14,7 @@ from torch import nn
 from ._registry import (
     InceptionPretrainedCfg,
     UnknownModelError,
+    canonical_model_name,
     full_model_name,
     get_pretrained_cfg,
     is_model,
@@ -75,6 +76,8 @@ def create_model(
         **model_kwargs: the model's own arguments (e.g. ``aux_logits=True``); unknown names are an error.
     """
     check_argument_types("create_model", typing.get_type_hints(create_model), locals())
+    if not model_name.startswith(("hf-hub:", "local-dir:")):
+        model_name = canonical_model_name(model_name, warn=True)  # googlenet, timm's retired names
     if pretrained_file is not None:
         if checkpoint_path is not None:
             raise ValueError("pass either pretrained_file (adapted to the model) or checkpoint_path (strict), not both")

@@ -10,7 +10,8 @@ import difflib
 import fnmatch
 import re
 import sys
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from timm.models import PretrainedCfg, split_model_name_tag
 __all__ = [
     "InceptionPretrainedCfg",
     "UnknownModelError",
+    "canonical_model_name",
     "full_model_name",
     "get_pretrained_cfg",
     "is_model",
@@ -26,6 +28,7 @@ __all__ = [
     "list_pretrained",
     "model_entrypoint",
     "register_model",
+    "register_model_aliases",
     "split_model_name_tag",
 ]
 
@@ -48,6 +51,7 @@ class InceptionPretrainedCfg(PretrainedCfg):
 
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
+_model_aliases: dict[str, tuple[str, bool]] = {}  # alias -> (arch or arch.tag, deprecated)
 _model_default_tags: dict[str, str] = {}  # arch -> the tag used when a name has none
 _model_tags: dict[str, list[str]] = {}  # arch -> all its tags, default first
 _pretrained_cfgs: dict[str, PretrainedCfg] = {}  # 'arch.tag' (or 'arch' when untagged) -> cfg
@@ -75,6 +79,8 @@ def register_model(
     if fn is None:
         return lambda builder: register_model(builder, override=override)
     arch = fn.__name__
+    if arch in _model_aliases:
+        raise ValueError(f"{arch!r} is already an alias of {_model_aliases[arch][0]}; choose another name")
     module_name = fn.__module__
     module = sys.modules.get(module_name)
     existing = _model_entrypoints.get(arch)
@@ -108,6 +114,34 @@ def register_model(
     _model_tags[arch] = tags
     _model_default_tags[arch] = tags[0]
     return fn
+
+
+def register_model_aliases(aliases: Mapping[str, str], deprecated: bool = False) -> None:
+    """Other names for registered models, each mapped to ``arch`` or ``arch.tag``: the names people type from other
+    libraries (torchvision's ``googlenet``) or, with ``deprecated=True``, timm's retired names (``tf_inception_v3``
+    for ``inception_v3.tf_in1k``), which warn with timm's message. Aliases resolve wherever a model name is taken
+    but ``list_models`` lists canonical names only, as timm's listings leave out its deprecated names."""
+    for alias, target in aliases.items():
+        if alias in _model_entrypoints:
+            raise ValueError(f"{alias!r} is a registered model; an alias cannot take its name")
+        arch, tag = split_model_name_tag(target)
+        if arch not in _model_entrypoints or (tag and tag not in _model_tags[arch]):
+            raise ValueError(f"alias {alias!r}: {target!r} is not a registered model or weight tag")
+        _model_aliases[alias] = (target, deprecated)
+
+
+def canonical_model_name(model_name: str, warn: bool = False) -> str:
+    """``model_name`` with an alias replaced by the name it stands for; a tag given with the alias is kept
+    (``googlenet.tv_in1k`` -> ``inception_v1_tv.tv_in1k``). With ``warn``, a deprecated alias warns as timm does."""
+    arch, tag = split_model_name_tag(model_name)
+    if arch not in _model_aliases:
+        return model_name
+    target, deprecated = _model_aliases[arch]
+    target_arch, target_tag = split_model_name_tag(target)
+    name = full_model_name(target_arch, tag or target_tag)
+    if deprecated and warn:
+        warnings.warn(f"Mapping deprecated model name {arch} to current {name}.", stacklevel=3)
+    return name
 
 
 def _natural_key(text: str) -> list[int | str]:
@@ -190,21 +224,22 @@ def _unknown_tag(arch: str, tag: str) -> UnknownModelError:
 
 
 def is_model(model_name: str) -> bool:
-    """True if the architecture part of ``model_name`` is registered (a tag, if given, is not checked)."""
-    return split_model_name_tag(model_name)[0] in _model_entrypoints
+    """True if the architecture part of ``model_name`` is registered or an alias (a tag, if given, is not checked)."""
+    return split_model_name_tag(canonical_model_name(model_name))[0] in _model_entrypoints
 
 
 def model_entrypoint(model_name: str) -> Callable[..., Any]:
     """The builder function registered for ``model_name`` (tag ignored); a clear error for unknown names."""
-    arch = split_model_name_tag(model_name)[0]
+    arch = split_model_name_tag(canonical_model_name(model_name))[0]
     if arch not in _model_entrypoints:
         raise _unknown_model(model_name)
     return _model_entrypoints[arch]
 
 
 def resolve_model_name(model_name: str) -> tuple[str, str]:
-    """Split ``arch.tag`` and check both parts; a missing tag becomes the architecture's default tag."""
-    arch, tag = split_model_name_tag(model_name)
+    """Split ``arch.tag`` (an alias replaced by its model) and check both parts; a missing tag becomes the
+    architecture's default tag."""
+    arch, tag = split_model_name_tag(canonical_model_name(model_name))
     if arch not in _model_entrypoints:
         raise _unknown_model(model_name)
     if not tag:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.jit import Final
 
 from .._builder import build_model_with_cfg
-from .._registry import InceptionPretrainedCfg, register_model
+from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
 from .._validation import check_config_fields, check_image_input, check_model_arguments
 from ..layers import (
     ConvNormAct,
@@ -495,3 +495,7 @@ def inception_v1_cifar(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("drop_rate", 0.2)
     return _create("inception_v1_cifar", pretrained, config, **kwargs)
+
+
+# the names other libraries give these networks: torchvision's googlenet, Cadene's pretrainedmodels' bninception
+register_model_aliases({"googlenet": "inception_v1_tv", "bninception": "bn_inception"})

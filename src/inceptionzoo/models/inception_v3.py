@@ -18,7 +18,7 @@ from torch import nn
 from torch.jit import Final
 
 from .._builder import build_model_with_cfg
-from .._registry import InceptionPretrainedCfg, register_model
+from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
 from .._validation import check_config_fields, check_image_input, check_model_arguments
 from ..layers import (
     ConvNormAct,
@@ -804,3 +804,14 @@ def inception_v3_fid(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     config = InceptionV3Config(**_FID)
     kwargs.setdefault("num_classes", 1008)
     return _create("inception_v3_fid", pretrained, config=config, **kwargs)
+
+
+# timm's retired names for the v3 weights: they load the same weights, with timm's warning
+register_model_aliases(
+    {
+        "tf_inception_v3": "inception_v3.tf_in1k",
+        "adv_inception_v3": "inception_v3.tf_adv_in1k",
+        "gluon_inception_v3": "inception_v3.gluon_in1k",
+    },
+    deprecated=True,
+)
