@@ -70,6 +70,10 @@ def test_info_text_and_errors(capsys):
     assert "crop_pct 0.875" in out
     assert main(["info", "inception_v3.tv_in1k"]) == 0
     assert "top-1 77.47%" in capsys.readouterr().out  # each tag its own weights
+    assert main(["info", "inception_v3_fid.tf_2015_12_05"]) == 0  # FID features: no accuracy to show
+    out = capsys.readouterr().out
+    assert "no ImageNet accuracy published" in out and "pt_inception-2015-12-05-6726825d.pth" in out
+    assert main(["info", "googlenet"]) == 0 and "torchvision's googlenet" in capsys.readouterr().out  # an alias
 
 
 @pytest.mark.slow

@@ -117,13 +117,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  weight tags:    {', '.join(info['weight_tags']) or 'none published yet'}")
     weights = info["weights"]
     if weights:
-        accuracy = f"top-1 {weights['top1']:.2f}%, top-5 {weights['top5']:.2f}%" if weights["top1"] else "-"
+        accuracy = (
+            f"top-1 {weights['top1']:.2f}%, top-5 {weights['top5']:.2f}% (ImageNet-1k val, single crop)"
+            if weights["top1"]
+            else "no ImageNet accuracy published for these weights"
+        )
         print(f"  weights {weights['tag']}:")
         print(f"    source:       {weights['source']}")
         print(f"    license:      {weights['license'] or '-'}   origin: {weights['origin'] or '-'}")
         print(f"    preprocessing: {weights['interpolation']}, crop_pct {weights['crop_pct']}, mean "
               f"{tuple(weights['mean'])}, std {tuple(weights['std'])}")  # fmt: skip
-        print(f"    published:    {accuracy} (ImageNet-1k val, single crop)")
+        print(f"    published:    {accuracy}")
     return 0
 
 
