@@ -36,7 +36,7 @@ def test_forward_shapes(name):
     assert features.dim() == 4 and features.shape[:2] == (2, model.num_features)
     assert pooled.shape == (2, model.num_features)
     torch.testing.assert_close(head, logits)
-    assert model.get_classifier() is model.fc
+    assert model.get_classifier() is model.get_submodule(model.pretrained_cfg["classifier"])
 
 
 @pytest.mark.lowest
@@ -50,7 +50,7 @@ def test_pretrained_cfg_attribute(name):
         assert cfg.get(key), key
     assert tuple(cfg["min_input_size"][1:]) == tuple(model.min_input_size)
     assert model.get_submodule(cfg["first_conv"]).in_channels == model.in_chans
-    assert model.get_submodule(cfg["classifier"]) is model.fc
+    assert model.get_submodule(cfg["classifier"]) is model.get_classifier()
     assert cfg["num_classes"] == model.num_classes
     with torch.no_grad():
         features = model.forward_features(torch.zeros(1, *cfg["input_size"]))
@@ -234,7 +234,7 @@ def test_group_matcher_covers_every_parameter(name):
         assert len(groups) > 2
     # the classifier is the last group
     fine = group_parameters(model, model.group_matcher())
-    assert "fc.weight" in fine[max(fine)]
+    assert f"{model.pretrained_cfg['classifier']}.weight" in fine[max(fine)]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

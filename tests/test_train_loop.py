@@ -164,6 +164,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun job at a time on the machine
 @pytest.mark.slow
 @pytest.mark.lowest
 def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, tmp_path):

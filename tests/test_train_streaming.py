@@ -405,6 +405,7 @@ def test_validate_cli_writes_timm_results_rows(photos, tmp_path):
     assert len(rows) == 2 and json.loads(done.stdout.splitlines()[-1])["images"] == 12
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun job at a time on the machine
 @pytest.mark.slow
 def test_two_process_torchrun_streams_folders_and_shards(photos, shards, tmp_path):
     """gloo, 2 ranks x 1 worker: each rank its share of train/ and of val/, replicas identical at the end."""
@@ -429,6 +430,7 @@ def grey_png(number: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun job at a time on the machine
 @pytest.mark.slow
 def test_torchrun_gives_every_image_once_per_epoch_across_ranks_and_workers(tmp_path):
     """2 ranks x 2 workers under torchrun, through the loaders the loop builds: a folder streamed and in memory, and

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,13 +28,22 @@ class FeatureExtractor(FeatureListNet):
     """
 
     def __init__(self, model: nn.Module, out_indices: tuple[int, ...]) -> None:
+        container = getattr(model, "layer_container", "")
         super().__init__(model, out_indices=out_indices, flatten_sequential=True)
         self.min_height, self.min_width = _carry_model_facts(self, model)
+        if container:  # timm's flattening names features.3 "features_3": the model's own keys load too
+            self._register_load_state_dict_pre_hook(partial(_flattened_keys, prefix_from=f"{container}."))
         self.register_buffer("dtype_reference", torch.empty(0), persistent=False)  # follows the weights' dtype
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
         return super().forward(x)
+
+
+def _flattened_keys(state_dict: dict[str, Any], prefix: str, *args: Any, prefix_from: str) -> None:
+    """Rename ``features.3.conv.weight`` to ``features_3.conv.weight`` (in place, as torch's pre-hooks do)."""
+    for key in [k for k in state_dict if k.startswith(prefix + prefix_from)]:
+        state_dict[prefix + prefix_from[:-1] + "_" + key[len(prefix + prefix_from) :]] = state_dict.pop(key)
 
 
 def _carry_model_facts(features: nn.Module, model: nn.Module) -> tuple[int, int]:

@@ -2,3 +2,4 @@
 
 from .inception_v1 import *  # noqa: F403
 from .inception_v3 import *  # noqa: F403
+from .inception_v4 import *  # noqa: F403

@@ -33,6 +33,8 @@ class InceptionNet(nn.Module):
     """Base class of the zoo's models; see docs/api.md for the contract it implements."""
 
     block_prefix: str = ""  # names of the Inception modules start with this ("Mixed_", "inception")
+    classifier_name: str = "fc"  # the final classifier's attribute (timm's Inception-v4 calls it "last_linear")
+    layer_container: str = ""  # the nn.Sequential holding the layers, where a family keeps them in one ("features")
 
     def finish_init(
         self,
@@ -49,20 +51,25 @@ class InceptionNet(nn.Module):
         """
         self.num_features = self.head_hidden_size = num_features
         check_head_arguments(num_classes, global_pool)
-        self.global_pool, self.head_drop, self.fc = create_classifier(
+        self.global_pool, self.head_drop, classifier = create_classifier(
             num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate
         )
+        setattr(self, self.classifier_name, classifier)
         self.grad_checkpointing = False
         # an empty buffer that follows the weights through .to() / .half(), so forward can name a dtype mismatch
         self.register_buffer("dtype_reference", torch.empty(0), persistent=False)
         # layers in forward order (aux heads and the head excluded), and where the feature taps are
-        head = {"global_pool", "head_drop", "fc", *aux_taps}
-        self.layer_names = [name for name, _ in self.named_children() if name not in head]
+        head = {"global_pool", "head_drop", self.classifier_name, *aux_taps}
+        if self.layer_container:
+            container = getattr(self, self.layer_container)
+            self.layer_names = [f"{self.layer_container}.{name}" for name, _ in container.named_children()]
+        else:
+            self.layer_names = [name for name, _ in self.named_children() if name not in head]
         self.feature_info = feature_info
         self.feature_ends = [self.layer_names.index(info["module"]) for info in feature_info]
         self.aux_taps = {name: tap for name, tap in aux_taps.items() if getattr(self, name, None) is not None}
 
-        layers = [getattr(self, name) for name in self.layer_names]
+        layers = [self.get_submodule(name) for name in self.layer_names]
         height, width = minimum_input_size(layers)
         self.features_min_size = (height, width)
         for aux_name, tap in self.aux_taps.items():
@@ -81,7 +88,8 @@ class InceptionNet(nn.Module):
         first_block = self.layer_names.index(blocks[0])
 
         def matcher(name: str) -> float:
-            top = self.aux_taps.get(name.split(".")[0], name.split(".")[0])
+            top = name.split(".")[0] if not self.layer_container else ".".join(name.split(".")[:2])
+            top = self.aux_taps.get(top, top)
             if top in blocks:
                 return 1 + (stages.index(top[:-1]) if coarse else blocks.index(top))
             if top in self.layer_names:
@@ -105,7 +113,7 @@ class InceptionNet(nn.Module):
         """Run the layers from ``start`` to ``end`` (inclusive) in order, checkpointing them when enabled."""
         names = self.layer_names[self.layer_names.index(start) : self.layer_names.index(end) + 1]
         for name in names:
-            layer = getattr(self, name)
+            layer = self.get_submodule(name)
             if self.grad_checkpointing and torch.is_grad_enabled() and any(p.requires_grad for p in layer.parameters()):
                 x = checkpoint(layer, x, use_reentrant=False)
             else:
@@ -115,12 +123,12 @@ class InceptionNet(nn.Module):
     @torch.jit.ignore
     def classifier_names(self) -> list[str]:
         """The module names of every classifier: the head's ``fc`` and each auxiliary head's."""
-        return ["fc", *(f"{aux}.{getattr(self, aux).classifier_name}" for aux in self.aux_taps)]
+        return [self.classifier_name, *(f"{aux}.{getattr(self, aux).classifier_name}" for aux in self.aux_taps)]
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         """The final classifier (``fc``; ``nn.Identity`` after ``reset_classifier(0)``), as in timm."""
-        return self.fc
+        return getattr(self, self.classifier_name)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier and every auxiliary head's classifier for ``num_classes``; 0 removes them."""
@@ -128,7 +136,8 @@ class InceptionNet(nn.Module):
             global_pool = self.global_pool.pool_type
         check_head_arguments(num_classes, global_pool)
         self.num_classes = num_classes
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        self.global_pool, classifier = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        setattr(self, self.classifier_name, classifier)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         for aux_name in self.aux_taps:
             getattr(self, aux_name).reset_classifier(num_classes)
@@ -161,7 +170,7 @@ class InceptionNet(nn.Module):
         names = self.layer_names[: self.feature_ends[max_index] + 1] if stop_early else self.layer_names
         intermediates = []
         for i, name in enumerate(names):
-            x = getattr(self, name)(x)
+            x = self.get_submodule(name)(x)
             if i in take_ends:
                 intermediates.append(x)
         if intermediates_only:
@@ -175,7 +184,8 @@ class InceptionNet(nn.Module):
         indices = check_feature_indices(self.feature_info, indices, "indices")
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
-            setattr(self, name, nn.Identity())
+            parent, _, child = name.rpartition(".")
+            setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
         if max_index < len(self.feature_ends) - 1:
             self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
             prune_head = True

@@ -560,6 +560,9 @@ class _Run:
                 plot_metrics(metrics.rows, self.output / "metrics.png", self.config.model, test_top1=test_top1)
                 print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
             print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {self.output / 'model'}", flush=True)
+        # every rank leaves together, once rank 0 has written the run: no rank tears the process group down while
+        # another still uses it
+        env.barrier()
         return summary
 
 
