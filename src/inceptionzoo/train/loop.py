@@ -107,6 +107,7 @@ class _Distributed:
         if use_cuda:
             torch.cuda.set_device(self.device)
         self.owns_group = False
+        self._last_barrier: Any = None
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")
             self.owns_group = True
@@ -117,11 +118,16 @@ class _Distributed:
 
     def barrier(self) -> None:
         if self.world_size > 1:
-            dist.barrier()
+            # the work is kept until the next barrier or the group's end: before torch 2.8, gloo's destructor joins
+            # its worker threads holding the GIL, and a worker that dropped the last reference to a finished
+            # collective (a barrier holds the ones it waited for) would wait for the GIL forever (pytorch#154976)
+            self._last_barrier = dist.barrier(async_op=True)
+            self._last_barrier.wait()
 
     def close(self) -> None:
         if self.owns_group:
             dist.destroy_process_group()
+        self._last_barrier = None  # freed here, on this thread, after gloo's workers have stopped
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
