@@ -201,7 +201,14 @@ CLIENTS = pytest.mark.parametrize("hub", ["xet", "no-xet"], indirect=True)  # bo
 
 # The lowest-versions run (`pytest -m lowest`, .ci/run) checks the dependencies' APIs, which are the same for every
 # Table 3 row: there the registry-wide tests take one model of each family and size instead of all of them.
-LOWEST_RUN_MODELS = ("inception_v1", "inception_v1_tv", "bn_inception", "inception_v3", "inception_v3_cifar")
+LOWEST_RUN_MODELS = (
+    "inception_v1",
+    "inception_v1_tv",
+    "bn_inception",
+    "inception_v3",
+    "inception_v3_cifar",
+    "inception_v4",
+)
 
 
 def pytest_collection_modifyitems(config, items):

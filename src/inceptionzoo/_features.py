@@ -29,7 +29,9 @@ class FeatureExtractor(FeatureListNet):
 
     def __init__(self, model: nn.Module, out_indices: tuple[int, ...]) -> None:
         container = getattr(model, "layer_container", "")
-        super().__init__(model, out_indices=out_indices, flatten_sequential=True)
+        # a container of layers is opened so its layers are taps; a stage's nn.Sequential (Inception-ResNet's
+        # "repeat") stays whole, as its taps name it
+        super().__init__(model, out_indices=out_indices, flatten_sequential=bool(container))
         self.min_height, self.min_width = _carry_model_facts(self, model)
         if container:  # timm's flattening names features.3 "features_3": the model's own keys load too
             self._register_load_state_dict_pre_hook(partial(_flattened_keys, prefix_from=f"{container}."))

@@ -19,6 +19,7 @@ __all__ = [
     "ConvNormAct",
     "GoogLeNetOutputs",
     "InceptionOutputs",
+    "conv_norm_act_factory",
     "replace_config",
     "resolve_act_layer",
     "resolve_norm_layer",
@@ -134,6 +135,14 @@ class ConvNormAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+
+def conv_norm_act_factory(norm_layer: LayerSpec, norm_eps: float, act_layer: LayerSpec) -> Callable[..., ConvNormAct]:
+    """``ConvNormAct`` with the model's norm and activation layers filled in: the one factory a family's blocks
+    receive, so ``norm_layer`` / ``act_layer`` reach every convolution."""
+    return partial(
+        ConvNormAct, norm_layer=resolve_norm_layer(norm_layer, norm_eps), act_layer=resolve_act_layer(act_layer)
+    )
 
 
 def scale_width(channels: int, multiplier: float = 1.0) -> int:

@@ -9,12 +9,13 @@ from typing import Any
 
 import torch
 from timm.layers import create_classifier
-from timm.models._features import feature_take_indices
+from timm.models._features import feature_take_indices  # not re-exported by timm.models or timm.layers
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .._features import check_feature_indices
-from .._validation import check_head_arguments, check_image_input
+from .._validation import check_head_arguments, check_image_input, check_model_arguments
+from ..layers import replace_config
 from ..sizes import minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]
@@ -35,6 +36,22 @@ class InceptionNet(nn.Module):
     block_prefix: str = ""  # names of the Inception modules start with this ("Mixed_", "inception")
     classifier_name: str = "fc"  # the final classifier's attribute (timm's Inception-v4 calls it "last_linear")
     layer_container: str = ""  # the nn.Sequential holding the layers, where a family keeps them in one ("features")
+    config_class: Any = None  # the family's config dataclass, whose default instance builds the default network
+
+    def begin_init(self, arguments: dict[str, Any]) -> Any:
+        """The opening of every family's ``__init__``, given its ``locals()``: check the arguments, initialise the
+        module, apply keyword config overrides to ``config`` (or the family's default) and keep the head
+        arguments. Returns the config the layers are built from."""
+        check_model_arguments(type(self), arguments)
+        nn.Module.__init__(self)
+        config = replace_config(arguments["config"] or self.config_class(), arguments["config_overrides"])
+        self.config = config
+        self.num_classes = arguments["num_classes"]
+        self.in_chans = arguments["in_chans"]
+        self.drop_rate = arguments["drop_rate"]
+        if "aux_logits" in arguments:
+            self.aux_logits = arguments["aux_logits"]
+        return config
 
     def finish_init(
         self,

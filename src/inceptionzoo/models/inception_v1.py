@@ -23,15 +23,8 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input, check_model_arguments
-from ..layers import (
-    ConvNormAct,
-    GoogLeNetOutputs,
-    replace_config,
-    resolve_act_layer,
-    resolve_norm_layer,
-    scale_width,
-)
+from .._validation import check_config_fields, check_image_input
+from ..layers import ConvNormAct, GoogLeNetOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
@@ -235,21 +228,11 @@ class GoogLeNet(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
-        check_model_arguments(GoogLeNet, locals())
-        super().__init__()
-        config = replace_config(config or GoogLeNetConfig(), config_overrides)
-        self.config = config
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.aux_logits = aux_logits
+        config = self.begin_init(locals())
         use_lrn = config.norm == "lrn"
         if norm_layer == "auto":  # the config's choice: BatchNorm after every convolution, or none (LRN, 2014)
             norm_layer = None if use_lrn else "batchnorm2d"
-        conv = partial(
-            ConvNormAct,
-            norm_layer=resolve_norm_layer(norm_layer, norm_eps),
-            act_layer=resolve_act_layer(act_layer),
-        )
+        conv = conv_norm_act_factory(norm_layer, norm_eps, act_layer)
 
         def lrn() -> nn.Module | None:
             # the reference Caffe model's LRN: local_size 5, alpha 1e-4, beta 0.75

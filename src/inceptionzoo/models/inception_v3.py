@@ -19,15 +19,8 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input, check_model_arguments
-from ..layers import (
-    ConvNormAct,
-    InceptionOutputs,
-    replace_config,
-    resolve_act_layer,
-    resolve_norm_layer,
-    scale_width,
-)
+from .._validation import check_config_fields, check_image_input
+from ..layers import ConvNormAct, InceptionOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
@@ -447,19 +440,8 @@ class InceptionV3(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
-        check_model_arguments(InceptionV3, locals())
-        super().__init__()
-        config = replace_config(config or InceptionV3Config(), config_overrides)
-        self.config = config
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.aux_logits = aux_logits
-        conv = partial(
-            ConvNormAct,
-            norm_layer=resolve_norm_layer(norm_layer, norm_eps),
-            act_layer=resolve_act_layer(act_layer),
-        )
+        config = self.begin_init(locals())
+        conv = conv_norm_act_factory(norm_layer, norm_eps, act_layer)
         w = partial(scale_width, multiplier=config.width_multiplier)
 
         w1a, w2a, w2b, w3b, w4a = (w(c) for c in config.stem_widths)

@@ -7,17 +7,17 @@ timm's ``inception_v4`` (ported from TF-slim), so timm's checkpoints load with `
 """
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.models import generate_default_cfgs
 from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
-from .._validation import check_config_fields, check_image_input, check_model_arguments
-from ..layers import ConvNormAct, replace_config, resolve_act_layer, resolve_norm_layer
+from .._validation import check_config_fields, check_image_input
+from ..layers import conv_norm_act_factory
 from ..sizes import spatial_output_size
 from ._base import InceptionNet
 
@@ -222,16 +222,8 @@ class InceptionV4(InceptionNet):
         act_layer: str | type[nn.Module] = "relu",
         **config_overrides: Any,
     ) -> None:
-        check_model_arguments(InceptionV4, locals())
-        super().__init__()
-        config = replace_config(config or InceptionV4Config(), config_overrides)
-        self.config = config
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        conv = partial(
-            ConvNormAct, norm_layer=resolve_norm_layer(norm_layer, norm_eps), act_layer=resolve_act_layer(act_layer)
-        )
+        config = self.begin_init(locals())
+        conv = conv_norm_act_factory(norm_layer, norm_eps, act_layer)
         blocks_a, blocks_b, blocks_c = config.blocks
         layers: list[nn.Module] = [
             conv(in_chans, 32, kernel_size=3, stride=2),
@@ -305,8 +297,8 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
             "pool_size": (8, 8),
             "crop_pct": 0.875,
             "interpolation": "bicubic",
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
+            "mean": IMAGENET_INCEPTION_MEAN,
+            "std": IMAGENET_INCEPTION_STD,
             "first_conv": "features.0.conv",
             "classifier": "last_linear",
             "license": "apache-2.0",
