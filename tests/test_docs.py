@@ -229,10 +229,10 @@ def test_readme_setup_commands_are_there():
 # --- the model table and the paper-row pages ----------------------------------------------------------------------
 
 
-def model_table(header: str = "| model | parameters |") -> dict[str, list[str]]:
-    """The rows of the docs/models.md table whose header starts with ``header``, keyed by model name."""
+def model_table(header: str = "| model | parameters |", page: str = "models.md") -> dict[str, list[str]]:
+    """The rows of the table in ``docs/<page>`` whose header starts with ``header``, keyed by model name."""
     rows, inside = {}, False
-    for line in (ROOT / "docs" / "models.md").read_text().splitlines():
+    for line in (ROOT / "docs" / page).read_text().splitlines():
         inside = line.startswith(header) or (inside and line.startswith("|"))
         match = re.match(r"\| `([a-z0-9_]+)` \|(.*)\|$", line)
         if inside and match:
@@ -258,6 +258,25 @@ def test_model_table_counts_match_code(name):
     if "aux_logits" in inspect.signature(type(model).__init__).parameters:
         aux = inceptionzoo.create_model(name, aux_logits=True)
         assert with_aux == f"{aux.min_input_size[0]}x{aux.min_input_size[1]}"
+
+
+FAMILY = model_table("| model | paper |", "paper/family.md")
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_the_family_page_matches_the_code_and_the_weights(name):
+    """docs/paper/family.md: counts from the code, and each tag's published accuracy from its pretrained config."""
+    _paper, params, macs, _paper_errors, tags, accuracies = FAMILY[name]
+    model = inceptionzoo.create_model(name)
+    assert int(params.replace(",", "")) == count_parameters(model)
+    assert macs == f"{count_macs(model) / 1e9:.3f} G"
+    listed = re.findall(r"`([a-z0-9_]+)`", tags)
+    assert sorted(f"{name}.{tag}" for tag in listed) == inceptionzoo.list_pretrained(f"{name}.*")
+    published = [cfg for cfg in map(inceptionzoo.get_pretrained_cfg, (f"{name}.{t}" for t in listed)) if cfg.top1]
+    if published:
+        assert accuracies.split(", ") == [f"{cfg.top1:.3f}% / {cfg.top5:.3f}%" for cfg in published]
+    else:
+        assert accuracies.startswith("-")
 
 
 FIGURES_HEADER = "| model | parameters | multiply-adds | paper top-1 error | paper top-5 error | paper cost |"

@@ -148,7 +148,7 @@ def test_names_people_type_resolve_to_the_canonical_models():
     assert (
         googlenet.pretrained_cfg["architecture"] == "inception_v1_tv" and googlenet.pretrained_cfg["tag"] == "tv_in1k"
     )
-    assert inceptionzoo.create_model("bninception").pretrained_cfg["architecture"] == "bn_inception"
+    assert inceptionzoo.create_model("bninception").pretrained_cfg["architecture"] == "bn_inception_caffe"
     assert inceptionzoo.is_model("googlenet") and inceptionzoo.get_pretrained_cfg("googlenet.tv_in1k").tag == "tv_in1k"
     for old, new in [
         ("tf_inception_v3", "tf_in1k"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import torch
 from timm.models import PretrainedCfg
 from torch import nn
 
@@ -66,13 +68,15 @@ def build_model_with_cfg(
     feature_cfg: dict[str, Any] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    pretrained_filter_fn: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build ``model_cls(**kwargs)`` for ``variant``, attach its ``pretrained_cfg``, load weights, wrap features.
 
     Keyword arguments the model does not take are an error naming them, never silently dropped. With
     ``pretrained=True`` the weights are fetched (see ``hub.download``) and loaded, adapting ``num_classes`` and
-    ``in_chans``.
+    ``in_chans``. ``pretrained_filter_fn(state_dict, model)`` maps published weights in another layout to the
+    model's keys first, as timm's argument of that name does.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
     if not features_only and (feature_cls is not None or feature_cfg):
@@ -104,7 +108,10 @@ def build_model_with_cfg(
         name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
         path = download_pretrained(cfg, name, cache_dir)
         source = str(path) if cfg.file else f"{name} weights ({path})"
-        load_pretrained_weights(model, load_state_dict(path), source=source)
+        state_dict = load_state_dict(path)
+        if pretrained_filter_fn is not None:
+            state_dict = pretrained_filter_fn(state_dict, model)
+        load_pretrained_weights(model, state_dict, source=source)
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
 

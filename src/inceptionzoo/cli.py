@@ -125,8 +125,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  weights {weights['tag']}:")
         print(f"    source:       {weights['source']}")
         print(f"    license:      {weights['license'] or '-'}   origin: {weights['origin'] or '-'}")
-        print(f"    preprocessing: {weights['interpolation']}, crop_pct {weights['crop_pct']}, mean "
-              f"{tuple(weights['mean'])}, std {tuple(weights['std'])}")  # fmt: skip
+        mean, std = (f"({', '.join(f'{v:.4g}' for v in weights[k])})" for k in ("mean", "std"))
+        print(f"    preprocessing: {weights['interpolation']}, crop_pct {weights['crop_pct']}, mean {mean}, std {std}")
         print(f"    published:    {accuracy}")
     return 0
 

@@ -35,9 +35,16 @@ def spatial_output_size(module: nn.Module, size: int, dim: int) -> int:
     if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         k, s, p = (_pick(v, dim) for v in (module.kernel_size, module.stride or module.kernel_size, module.padding))
         return conv_output_size(size, k, s, p, module.ceil_mode)
+    if isinstance(module, nn.ConstantPad2d):  # ZeroPad2d is one too
+        left, right, top, bottom = module.padding  # F.pad's order: last axis (width) first
+        return size + (top + bottom if dim == 0 else left + right)
     output_size = getattr(module, "output_size", None)
     if callable(output_size):
         return output_size(size, dim)
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            size = spatial_output_size(layer, size, dim)
+        return size
     return size
 
 

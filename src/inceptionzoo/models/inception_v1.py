@@ -9,6 +9,7 @@ forms, and BN-Inception (Ioffe & Szegedy 2015, "Batch Normalization", arXiv 1502
   stride-2 modules with a pooling pass-through instead of the pools between stages, no dropout.
 """
 
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,7 +29,7 @@ from ..layers import ConvNormAct, GoogLeNetOutputs, conv_norm_act_factory, scale
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
-__all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule"]
+__all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule", "caffe_bn_inception_filter"]
 
 torch.fx.wrap("check_image_input")
 
@@ -40,6 +41,8 @@ class InceptionModule(nn.Module):
     ``branch3`` picks the third branch: ``"5x5"`` (the paper), ``"3x3"`` (torchvision's googlenet) or
     ``"double_3x3"`` (BN-Inception; figure 5 of arXiv 1512.00567). ``stride=2`` makes BN-Inception's grid-reducing
     module: no 1x1 branch (``ch1x1=0``), stride-2 convolutions, and the pool passed through (``pool_proj=0``).
+    ``reduction_pool`` places that stride-2 pool: ``"padded"`` (padding 1, centred like the convolutions) or
+    ``"caffe"`` (the Caffe BN-Inception's unpadded ceil-mode pool, one pixel right of the convolutions' windows).
     """
 
     def __init__(
@@ -55,10 +58,13 @@ class InceptionModule(nn.Module):
         branch3: str = "5x5",
         pool: str = "max",
         stride: int = 1,
+        reduction_pool: str = "padded",
     ) -> None:
         super().__init__()
         if branch3 not in ("5x5", "3x3", "double_3x3"):
             raise ValueError(f"branch3 must be '5x5', '3x3' or 'double_3x3', got {branch3!r}")
+        if reduction_pool not in ("padded", "caffe"):
+            raise ValueError(f"reduction_pool must be 'padded' or 'caffe', got {reduction_pool!r}")
         self.branch1 = conv_layer(in_chs, ch1x1, kernel_size=1) if ch1x1 > 0 else None
         self.branch2 = nn.Sequential(
             conv_layer(in_chs, ch3x3_reduce, kernel_size=1),
@@ -81,6 +87,12 @@ class InceptionModule(nn.Module):
             )
         # padding 1 keeps every branch the same size at stride 2 for odd inputs too
         pool_layer = nn.MaxPool2d(3, stride=stride, padding=1, ceil_mode=stride == 1) if pool == "max" else None
+        if pool == "max" and stride == 2 and reduction_pool == "caffe":
+            # Caffe's unpadded 3x3/2 ceil-mode pool is this on even sizes (the -inf column is never the maximum);
+            # on odd ones, where the Caffe network cannot concatenate, the extra column keeps the branches equal
+            pool_layer = nn.Sequential(
+                nn.ConstantPad2d((0, 1, 0, 1), float("-inf")), nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            )
         if pool == "avg":
             pool_layer = nn.AvgPool2d(3, stride=stride, padding=1)
         if pool_layer is None:
@@ -90,10 +102,7 @@ class InceptionModule(nn.Module):
         self.out_chs = ch1x1 + ch3x3 + ch5x5 + (pool_proj if pool_proj > 0 else in_chs)
 
     def output_size(self, size: int, dim: int) -> int:
-        return min(
-            spatial_output_size(branch[-1] if i < 2 else branch[0], size, dim)
-            for i, branch in enumerate((self.branch2, self.branch3, self.branch4))
-        )
+        return min(spatial_output_size(branch, size, dim) for branch in (self.branch2, self.branch3, self.branch4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [self.branch2(x), self.branch3(x), self.branch4(x)]
@@ -182,6 +191,8 @@ class GoogLeNetConfig:
         width_multiplier: scales every width (rounded to multiples of 8).
         last_pool_kernel: the pool before 5a: 3 in the paper, 2 in torchvision.
         aux_pool: ``"5x5/3"`` (the paper) or ``"adaptive"`` (torchvision) pooling in the auxiliary heads.
+        reduction_pool: the max pool of the stride-2 modules 3c and 4e, ``"padded"`` or ``"caffe"`` (see
+            ``InceptionModule``; the Caffe model whose weights ``bn_inception_caffe`` loads).
     """
 
     norm: str = "lrn"
@@ -192,6 +203,7 @@ class GoogLeNetConfig:
     width_multiplier: float = 1.0
     last_pool_kernel: int = 3
     aux_pool: str = "5x5/3"
+    reduction_pool: str = "padded"
 
     def __post_init__(self) -> None:
         check_config_fields(self)
@@ -201,6 +213,8 @@ class GoogLeNetConfig:
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         if self.aux_pool not in ("5x5/3", "adaptive"):
             raise ValueError(f"aux_pool must be '5x5/3' or 'adaptive', got {self.aux_pool!r}")
+        if self.reduction_pool not in ("padded", "caffe"):
+            raise ValueError(f"reduction_pool must be 'padded' or 'caffe', got {self.reduction_pool!r}")
 
 
 class GoogLeNet(InceptionNet):
@@ -279,7 +293,15 @@ class GoogLeNet(InceptionNet):
                 continue
             *widths, pool, stride = specs[name]
             widths = [w(c) if c > 0 else 0 for c in widths]
-            block = InceptionModule(chs, *widths, conv_layer=conv, branch3=config.branch3, pool=pool, stride=stride)
+            block = InceptionModule(
+                chs,
+                *widths,
+                conv_layer=conv,
+                branch3=config.branch3,
+                pool=pool,
+                stride=stride,
+                reduction_pool=config.reduction_pool,
+            )
             setattr(self, name, block)
             chs = block.out_chs
         if aux_logits:
@@ -390,6 +412,11 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
     )
 
 
+BN_PAPER = {
+    "paper_ids": "arXiv:1502.03167",
+    "paper_name": "Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+}
+
 default_cfgs = generate_default_cfgs(
     {
         "inception_v1": _cfg(
@@ -415,9 +442,24 @@ default_cfgs = generate_default_cfgs(
         ),
         "bn_inception": _cfg(
             paper_row="Table 3, row 3: BN-Inception",
-            paper_ids="arXiv:1502.03167",
-            paper_name="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+            **BN_PAPER,
             description="BN-Inception (Table 3, row 3): the BN paper's Inception network.",
+        ),
+        # Xiong's Caffe weights as pretrainedmodels publishes them (its README: 73.524 / 91.562, 224 px, resize 256);
+        # caffe_bn_inception_filter folds the BGR order and 0-255 range into conv1, so the input is RGB in 0-1 minus
+        # the Caffe mean pixel, unscaled
+        "bn_inception_caffe.caffe_in1k": _cfg(
+            paper_row="BN-Inception in Caffe (pretrainedmodels' bninception)",
+            url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+            mean=(128 / 255, 117 / 255, 104 / 255),
+            std=(1.0, 1.0, 1.0),
+            top1=73.524,
+            top5=91.562,
+            license="other",
+            origin_url="https://github.com/Cadene/pretrained-models.pytorch",
+            **BN_PAPER,
+            description="BN-Inception trained in Caffe by Yuanjun Xiong, ported by Cadene's pretrainedmodels "
+            "(bninception); no license stated for the weights.",
         ),
         "inception_v1_cifar": _cfg(
             **CIFAR10_CFG,
@@ -431,6 +473,68 @@ default_cfgs = generate_default_cfgs(
 
 def _create(variant: str, pretrained: bool, config: GoogLeNetConfig, **kwargs: Any) -> GoogLeNet:
     return build_model_with_cfg(GoogLeNet, variant, pretrained, config=config, **kwargs)
+
+
+# pretrainedmodels' BNInception layer names (those of the Caffe prototxt) -> ours
+_CAFFE_STEM = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
+_CAFFE_BRANCHES = {
+    "1x1": "branch1",
+    "3x3_reduce": "branch2.0",
+    "3x3": "branch2.1",
+    "double_3x3_reduce": "branch3.0",
+    "double_3x3_1": "branch3.1",
+    "double_3x3_2": "branch3.2",
+    "pool_proj": "branch4.1",
+}
+_CAFFE_LAYER = re.compile(r"inception_(\d[a-e])_(\w+)")
+
+
+def _caffe_layer_name(layer: str) -> str | None:
+    """``inception_3a_double_3x3_1`` -> ``inception3a.branch3.1``; None for a name the Caffe model does not have."""
+    if layer in _CAFFE_STEM:
+        return _CAFFE_STEM[layer]
+    match = _CAFFE_LAYER.fullmatch(layer)
+    branch = _CAFFE_BRANCHES.get(match.group(2)) if match else None
+    return f"inception{match.group(1)}.{branch}" if match and branch else None
+
+
+def caffe_bn_inception_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """pretrainedmodels' ``bninception`` weights (the Caffe model: BGR pixels in 0-255, biased convolutions before
+    BatchNorm, BatchNorm tensors of shape ``(1, C)``) as ``bn_inception_caffe``'s state dict for RGB input in 0-1.
+
+    Every step is exact: a convolution's bias moves into the running mean of the BatchNorm after it, and the first
+    convolution's input channels are reversed (BGR -> RGB) and scaled by 255, so that ``x - mean`` (mean
+    ``(128, 117, 104) / 255``, std 1) gives the Caffe model's ``255 * x_bgr - (104, 117, 128)``. Names the map does
+    not know are passed through, so that the fit check lists them.
+    """
+    if "conv1_7x7_s2.weight" not in state_dict:  # already in this model's layout
+        return state_dict
+    converted: dict[str, torch.Tensor] = {}
+    biases: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        layer, _, field = key.rpartition(".")
+        is_norm = layer.endswith("_bn")
+        name = "fc" if layer == "last_linear" else _caffe_layer_name(layer.removesuffix("_bn"))
+        if name is None or layer == "last_linear":
+            converted[f"{name}.{field}" if name else key] = value
+        elif is_norm:
+            converted[f"{name}.bn.{field}"] = value.reshape(-1).float()
+            converted.setdefault(f"{name}.bn.num_batches_tracked", torch.tensor(0))
+        elif field == "bias":
+            biases[name] = value.reshape(-1).float()
+        else:
+            converted[f"{name}.conv.{field}"] = value.float()
+    for name, bias in biases.items():
+        # BN(Wx + b) with running mean m equals BN(Wx) with running mean m - b; in training the batch mean absorbs b
+        key = f"{name}.bn.running_mean"
+        if key in converted:
+            converted[key] = converted[key] - bias
+        else:  # no BatchNorm after it: left as a key the model does not have, for the fit check to name
+            converted[f"{name}.conv.bias"] = bias
+    first = "conv1.conv.weight"
+    if first in converted:
+        converted[first] = converted[first].flip(1) * 255.0
+    return converted
 
 
 @register_model
@@ -471,6 +575,23 @@ def bn_inception(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
 
 
 @register_model
+def bn_inception_caffe(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
+    """BN-Inception as Xiong trained it in Caffe and pretrainedmodels ports it (its ``bninception``): ``bn_inception``
+    with the Caffe pools in 3c and 4e and BatchNorm eps 1e-5; tag ``caffe_in1k`` loads those weights."""
+    config = GoogLeNetConfig(
+        norm="batchnorm",
+        branch3="double_3x3",
+        modules=BN_INCEPTION_MODULES,
+        stage_pools=False,
+        reduction_pool="caffe",
+    )
+    kwargs.setdefault("drop_rate", 0.0)
+    kwargs.setdefault("norm_eps", 1e-5)
+    kwargs.setdefault("pretrained_filter_fn", caffe_bn_inception_filter)
+    return _create("bn_inception_caffe", pretrained, config, **kwargs)
+
+
+@register_model
 def inception_v1_cifar(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
     """GoogLeNet with BatchNorm for 32x32 inputs: a stride-1 3x3 stem at full resolution and one 2x pool, so
     modules 3a/3b see 16x16, 4a-4e 8x8 and 5a/5b 4x4; width multiplier 0.25 by default (docs/models.md)."""
@@ -481,4 +602,4 @@ def inception_v1_cifar(pretrained: bool = False, **kwargs: Any) -> GoogLeNet:
 
 
 # the names other libraries give these networks: torchvision's googlenet, Cadene's pretrainedmodels' bninception
-register_model_aliases({"googlenet": "inception_v1_tv", "bninception": "bn_inception"})
+register_model_aliases({"googlenet": "inception_v1_tv", "bninception": "bn_inception_caffe"})

@@ -138,6 +138,7 @@ MODEL_RECIPES: dict[str, str] = {
     "inception_v1_bn": "momentum_sgd",
     "inception_v1_tv": "momentum_sgd",
     "bn_inception": "momentum_sgd",
+    "bn_inception_caffe": "momentum_sgd",
     "inception_v2": "momentum_sgd",
     "inception_v2_rmsprop": "rmsprop",
     "inception_v2_ls": "rmsprop_label_smoothing",
