@@ -5,9 +5,13 @@ timm / torchvision for ``inception_v3`` at 299, side by side.
 Every contender runs the same step (forward, cross-entropy, backward, SGD update) through the training loop's own
 ``train_one_epoch`` on a one-batch epoch, interleaved in one process;
 several repetitions after warm-up; the median images/s is reported with its ratio to the plain fp32 NCHW step of the
-same model. Speed is never asserted in the tests: this script is where it is measured.
+same model. GFLOP/s counts a training step as three forward passes (forward, and backward's two products per
+layer) of the multiply-adds ``inceptionzoo.complexity`` counts, two FLOPs each. ``--profile`` adds the share of the
+fast step's time spent in convolutions (their forward and backward kernels), from torch's profiler. Speed is never
+asserted in the tests: this script is where it is measured.
 
     python benchmarks/train.py --threads 2 --repeats 5 --csv benchmarks/train.csv
+    python benchmarks/train.py --arch inception_fast_cifar --batch 1024 --no-compile --profile
 """
 
 import argparse
@@ -22,6 +26,7 @@ from common import machine, write_csv
 from torch import nn
 
 import inceptionzoo
+from inceptionzoo.complexity import count_macs
 from inceptionzoo.train.engine import train_one_epoch
 from inceptionzoo.train.recipes import RECIPES
 
@@ -67,6 +72,18 @@ def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], i
     return steps, size
 
 
+def convolution_share(step: Step) -> float:
+    """The share of one step's CPU time (self time of every operator) spent in convolution operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    convolution = sum(e.self_cpu_time_total for e in events if "conv" in e.key or "mkldnn_convolution" in e.key)
+    return convolution / total if total else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["inception_v1_cifar", "inception_v3_cifar", "inception_v3"])
@@ -77,6 +94,7 @@ def main() -> None:
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="leave out the torch.compile step (slow to compile)"
     )
+    parser.add_argument("--profile", action="store_true", help="also measure the fast step's share in convolutions")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -93,11 +111,25 @@ def main() -> None:
                 speeds[name].append(batch / (time.perf_counter() - start))
         medians = {name: statistics.median(values) for name, values in speeds.items()}
         baseline = medians[f"inceptionzoo {arch} fp32 NCHW"]
-        print(f"\n{arch} at {size}x{size}, batch {batch}, {args.threads} threads")
+        flops = 3 * 2 * count_macs(inceptionzoo.create_model(arch, num_classes=10), (3, size, size))
+        share = convolution_share(steps[f"inceptionzoo {arch} bf16+channels_last"]) if args.profile else None
+        print(f"\n{arch} at {size}x{size}, batch {batch}, {args.threads} threads, {flops / 1e9:.3f} GFLOP per "
+              "training image")  # fmt: skip
         for name, median in medians.items():
-            rows.append({"arch": arch, "contender": name, "img_per_s": round(median, 1),
-                         "ratio_vs_fp32_nchw": round(median / baseline, 3)})  # fmt: skip
-            print(f"  {name:<50} {median:8.1f} img/s  {median / baseline:5.2f}x the fp32 NCHW step")
+            row = {
+                "arch": arch,
+                "contender": name,
+                "img_per_s": round(median, 1),
+                "ratio_vs_fp32_nchw": round(median / baseline, 3),
+                "gflop_per_s": round(median * flops / 1e9, 1),
+            }
+            if share is not None and name.endswith("inceptionzoo " + arch + " bf16+channels_last"):
+                row["convolution_share"] = round(share, 3)
+            rows.append(row)  # fmt: skip
+            print(f"  {name:<50} {median:8.1f} img/s  {median / baseline:5.2f}x the fp32 NCHW step  "
+                  f"{median * flops / 1e9:7.1f} GFLOP/s")  # fmt: skip
+        if share is not None:
+            print(f"  the bf16+channels_last step spends {100 * share:.0f}% of its time in convolutions")
     if args.csv:
         write_csv(args.csv, rows, machine(args.threads))
 

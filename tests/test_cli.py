@@ -157,7 +157,7 @@ def test_the_cifar_example_fails_without_data_and_shows_its_own_defaults(tmp_pat
     with pytest.raises(SystemExit):
         example.run(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "[default here: 13]" in shown and "[default here: inception_v1_cifar]" not in shown
+    assert "[default here: inception_fast_cifar]" in shown and "[default here: 13]" not in shown
 
 
 @pytest.mark.slow

@@ -28,8 +28,8 @@ _HELP = {
     "images are resized to the weights' input size)",
     "download": "with --data torchvision:ROOT, download CIFAR-10 into ROOT if it is not there",
     "cache_dir": "where decoded datasets are cached (default: ~/.cache/inceptionzoo/datasets)",
-    "recipe": "training recipe (momentum_sgd, rmsprop, rmsprop_label_smoothing, googlenet, cifar); default: the one "
-    "the model's paper row used",
+    "recipe": "training recipe (momentum_sgd, rmsprop, rmsprop_label_smoothing, googlenet, cifar, cifar_fast); "
+    "default: the one the model's paper row or MODEL_RECIPES names",
     "epochs": "epochs to train (default: the recipe's)",
     "batch_size": "images per process and step (default: the recipe's)",
     "lr": "peak learning rate (default: the recipe's, scaled linearly with the global batch size)",
@@ -79,6 +79,18 @@ _HELP = {
     "then the classifier trains on them (a linear probe, minutes on a CPU)",
     "unfreeze_after": "train only the classifier for the first N epochs, then the whole network (default off)",
     "log_every": "without a terminal, print one progress line every N steps (default: %(default)s)",
+    "momentum": "SGD / RMSProp momentum (default: the recipe's)",
+    "whiten_stem": "set the first convolution to whiten the training images' patches (their covariance's "
+    "eigenvectors) and freeze it (default: the recipe's; on in cifar_fast)",
+    "freeze_norm_scale": "keep every norm layer's scale at 1 (default: the recipe's; on in cifar_fast)",
+    "norm_bias_lr_scale": "learning-rate factor for the norm layers' biases (default: the recipe's; 64 in cifar_fast)",
+    "lookahead": "lookahead weight averaging every 5 steps, ending on the averaged weights (default: the recipe's)",
+    "translate": "the CIFAR crop's padding in pixels, reflected at the border (default: the recipe's; none: 4 "
+    "pixels of zeros at 32x32)",
+    "alternate_flip": "flip each image in every other epoch instead of at random (in-memory data; default: the "
+    "recipe's)",
+    "translate_tta": "evaluation also averages views shifted by this many pixels (default: the recipe's; 1 in "
+    "cifar_fast)",
     "aux_logits": "train with the auxiliary heads, their losses weighted by the recipe (default: on for the papers' "
     "recipes from scratch, off for the cifar recipe and for pretrained weights, which have no aux head weights)",
 }

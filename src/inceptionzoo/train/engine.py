@@ -72,13 +72,15 @@ def train_one_epoch(
     on_step: Callable[[int, torch.Tensor, float], None] | None = None,
     grad_accum: int = 1,
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    after_update: Callable[[int], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss.
 
     ``scheduler`` (a timm scheduler) gets ``step_update`` after every optimizer step, counted from ``num_updates``;
     ``grad_scaler`` is for fp16; ``grad_accum`` sums the gradients of that many batches per optimizer step (without
     DDP's all-reduce in between); ``mixup`` (timm's ``Mixup``) mixes each batch and returns soft targets;
-    ``on_step(step, running_totals, data_wait_seconds)`` is called after each batch (progress reports).
+    ``on_step(step, running_totals, data_wait_seconds)`` is called after each batch (progress reports),
+    ``after_update(num_updates)`` before each optimizer step (a lookahead schedule).
     """
     device = torch.device(device)
     model.train()
@@ -112,6 +114,8 @@ def train_one_epoch(
                 scaled.backward()
         if last_of_update:
             num_updates += 1
+            if after_update is not None:
+                after_update(num_updates)
             _update(model, optimizer, recipe, grad_scaler, scheduler, ema, num_updates)
         with torch.no_grad():  # accumulated on the device: no .item() per step
             totals += _batch_totals(loss, logits, labels)
@@ -156,6 +160,19 @@ def _stats(totals: torch.Tensor) -> EpochStats:
     return EpochStats(loss=loss_sum / images, top1=100 * top1 / images, top5=100 * top5 / images, images=int(images))
 
 
+def _views_logits(model: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
+    logits = _split_outputs(model(images))[0]
+    return (logits + _split_outputs(model(images.flip(-1)))[0]) / 2 if flip else logits
+
+
+def _shifted_views(images: torch.Tensor, pixels: int) -> list[torch.Tensor]:
+    """The batch shifted ``pixels`` up-left and down-right, the borders reflected."""
+    height, width = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (pixels,) * 4, mode="reflect")
+    far = 2 * pixels
+    return [padded[..., :height, :width], padded[..., far : far + height, far : far + width]]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -164,8 +181,11 @@ def evaluate(
     flip_tta: bool = False,
     autocast_dtype: torch.dtype | None = torch.bfloat16,
     device: torch.device | str = "cpu",
+    translate_tta: int = 0,
 ) -> EpochStats:
-    """Loss and top-1/top-5 accuracy over ``data``; ``flip_tta`` averages the logits of each image and its mirror."""
+    """Loss and top-1/top-5 accuracy over ``data``; ``flip_tta`` averages the logits of each image and its mirror,
+    ``translate_tta`` (pixels) also those of two copies shifted diagonally both ways (reflected borders), weighted
+    half the unshifted view's, as airbench's test-time augmentation does."""
     device = torch.device(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.eval()
@@ -173,9 +193,10 @@ def evaluate(
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
-            logits, _ = _split_outputs(model(images))
-            if flip_tta:
-                logits = (logits + _split_outputs(model(images.flip(-1)))[0]) / 2
+            logits = _views_logits(model, images, flip_tta)
+            if translate_tta:
+                logits = logits / 2 + sum(_views_logits(model, view, flip_tta) for view in
+                                          _shifted_views(images, translate_tta)) / 4  # fmt: skip
         logits = logits.float()
         totals += _batch_totals(loss_fn(logits, labels), logits, labels)
     return _stats(totals)

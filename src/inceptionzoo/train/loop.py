@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,17 @@ from torch import nn
 from .data.sources import DataOptions, Splits, open_splits
 from .data.transforms import Augmentation
 from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
-from .recipes import RECIPES, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
+from .recipes import (
+    RECIPES,
+    create_ema,
+    create_loss,
+    create_optimizer,
+    create_scheduler,
+    finish_lookahead,
+    freeze_norm_scales,
+    recipe_for,
+    set_lookahead_alpha,
+)
 from .reporting import MetricsLog, plot_metrics
 from .resume import LATEST, find_checkpoint, load_training_state, save_training_state
 
@@ -79,12 +90,27 @@ class TrainConfig:
     unfreeze_after: int | None = None
     log_every: int = 50
     aux_logits: bool | None = None
+    momentum: float | None = None
+    whiten_stem: bool | None = None
+    freeze_norm_scale: bool | None = None
+    norm_bias_lr_scale: float | None = None
+    lookahead: bool | None = None
+    translate: int | None = None
+    alternate_flip: bool | None = None
+    translate_tta: int | None = None
 
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
 _RESUME_MUST_MATCH = (
     "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
-    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits",
+    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits", "whiten_stem",
+    "lookahead",
+)  # fmt: skip
+
+# settings that override the recipe's value of the same name when given
+_RECIPE_OVERRIDES = (
+    "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
+    "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
 )  # fmt: skip
 
 
@@ -151,11 +177,9 @@ def _seed(config: TrainConfig, epoch: int, rank: int) -> int:
 
 
 def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
-    overrides = {
-        name: getattr(config, name)
-        for name in ("epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad")
-        if getattr(config, name) is not None
-    }
+    overrides = {name: getattr(config, name) for name in _RECIPE_OVERRIDES if getattr(config, name) is not None}
+    if config.warmup_epochs is not None:
+        overrides["warmup_fraction"] = None  # an explicit warm-up in epochs replaces the recipe's share
     if config.ema_decay is not None:
         overrides["ema_decay"] = config.ema_decay
     if not config.ema:
@@ -317,6 +341,7 @@ class _Run:
         augmentation = Augmentation(
             crop=config.train_crop, color_jitter=config.color_jitter, auto_augment=config.auto_augment,
             random_erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
+            translate=self.recipe.translate, alternate_flip=self.recipe.alternate_flip,
         )  # fmt: skip
         options = DataOptions(
             source=config.data, mode=config.data_mode, memory_budget_gb=config.memory_budget_gb,
@@ -343,6 +368,9 @@ class _Run:
         self.model = model
         if config.unfreeze_after:
             self._set_backbone_trainable(False)
+        self._whiten_stem(model)
+        if recipe.freeze_norm_scale:
+            freeze_norm_scales(model)
         optimizer = create_optimizer(model, recipe, layer_decay=config.layer_decay)
         ema = create_ema(model, recipe)
         grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
@@ -361,6 +389,8 @@ class _Run:
         metrics = self.announce(resolved, start_epoch)
 
         net = self._wrap(model)
+        total_updates = recipe.epochs * updates_per_epoch
+        lookahead = partial(set_lookahead_alpha, optimizer, total_updates=total_updates) if recipe.lookahead else None
         row: dict[str, Any] = {}
         for epoch in range(start_epoch, recipe.epochs):
             epoch_start = time.perf_counter()
@@ -375,8 +405,11 @@ class _Run:
                 net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
                 device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
                 grad_scaler=grad_scaler, on_step=progress, grad_accum=config.grad_accum, mixup=mixup,
+                after_update=lookahead,
             )  # fmt: skip
             progress.close()
+            if lookahead is not None and epoch + 1 == recipe.epochs:
+                finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
             self._average_batchnorm_statistics(ema)
             train_time = time.perf_counter() - epoch_start
             row = {
@@ -399,6 +432,38 @@ class _Run:
                 self.save_epoch(metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds)
             env.barrier()
         return self.finish(row, metrics, ema, train_seconds)
+
+    def _whiten_stem(self, model: nn.Module) -> None:
+        """The recipe's patch whitening of the first convolution, from 5,000 of this rank's training images (DDP
+        then gives every rank rank 0's filters). Weights from a checkpoint or the Hub are left as they are."""
+        if not self.recipe.whiten_stem:
+            return
+        if self.config.pretrained or self.config.resume is not None:
+            if self.config.whiten_stem and self.config.pretrained:
+                raise ValueError("--whiten-stem replaces the first convolution's weights; it cannot start from "
+                                 "--pretrained weights")  # fmt: skip
+            if self.config.resume is not None:  # the checkpoint holds the filters; they stay frozen
+                self._stem_conv(model).weight.requires_grad_(False)
+            return
+        from .whitening import init_patch_whitening_
+
+        images, count = [], 0
+        for batch, _ in self.splits.train.epoch(0):
+            images.append(batch)
+            count += len(batch)
+            if count >= 5000:
+                break
+        init_patch_whitening_(self._stem_conv(model), torch.cat(images)[:5000].to(self.env.device))
+        if self.env.is_main:
+            print(f"first convolution set to whiten {self.size}x{self.size} images' patches, and frozen", flush=True)
+
+    def _stem_conv(self, model: nn.Module) -> nn.Conv2d:
+        name = model.pretrained_cfg.get("first_conv") or ""
+        layer = model.get_submodule(name) if name else None
+        if not isinstance(layer, nn.Conv2d):
+            raise ValueError(f"--whiten-stem needs the model's first convolution; {self.config.model}'s "
+                             f"pretrained_cfg names {name!r}")  # fmt: skip
+        return layer
 
     def _mixup(self) -> Any:
         config = self.config
@@ -495,7 +560,7 @@ class _Run:
     def evaluate(self, loader: Any, ema: Any = None) -> EpochStats:
         eval_model = ema.module if ema is not None else self.model
         return evaluate(eval_model, loader.epoch(0), nn.CrossEntropyLoss(), self.config.flip_tta, self.autocast_dtype,
-                        self.env.device)  # fmt: skip
+                        self.env.device, translate_tta=self.recipe.translate_tta)  # fmt: skip
 
     def save_epoch(
         self, metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds, model=None

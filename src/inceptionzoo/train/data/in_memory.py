@@ -155,6 +155,12 @@ def split_validation(data: ImageTensors, size: int, seed: int = 0) -> tuple[Imag
     return pick(rest), pick(chosen)
 
 
+def _first_epoch_flips(index: torch.Tensor, seed: int) -> torch.Tensor:
+    """Whether each image is flipped in epoch 0: a fair draw from the image's own epoch-0 seed."""
+    return torch.tensor([draw_cifar_crop(0, 0.5, torch.Generator().manual_seed(sample_seed(seed, 0, i)))[2]
+                         for i in index.tolist()])  # fmt: skip
+
+
 def batches(
     data: ImageTensors,
     batch_size: int,
@@ -168,6 +174,8 @@ def batches(
     drop_last: bool = False,
     indices: torch.Tensor | None = None,
     size: int | None = None,
+    pad_mode: str = "constant",
+    alternate_flip: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield normalized float batches; in training each image gets the CIFAR crop (``pad`` pixels of zero padding,
     a random crop, a random flip), drawn from its own seed ``(seed, epoch, index)`` as the streamed datasets draw
@@ -175,7 +183,9 @@ def batches(
 
     ``indices`` picks and orders the images (a distributed sampler's share); without it training shuffles all of
     them (from ``(seed, epoch)``). ``size`` resizes every batch (bilinear) to ``size`` x ``size``, e.g. to the input
-    size of ImageNet weights.
+    size of ImageNet weights. ``pad_mode="reflect"`` reflects the border instead of padding zeros; with
+    ``alternate_flip`` each image is flipped in every other epoch (from a draw of epoch 0), as airbench flips, so
+    every two epochs show each image both ways.
     """
     if indices is not None:
         order = torch.as_tensor(indices, dtype=torch.int64)
@@ -193,7 +203,9 @@ def batches(
             draws = [draw_cifar_crop(pad, 0.5, torch.Generator().manual_seed(sample_seed(seed, epoch, i)))
                      for i in index.tolist()]  # fmt: skip
             dy, dx, flip = (torch.tensor(column) for column in zip(*draws, strict=True))
-            images = pad_crop_flip(images, dy, dx, flip, pad)
+            if alternate_flip:
+                flip = _first_epoch_flips(index, seed) ^ bool(epoch % 2)
+            images = pad_crop_flip(images, dy, dx, flip, pad, pad_mode)
         x = normalize(images, mean, std)
         if size is not None and tuple(x.shape[-2:]) != (size, size):
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

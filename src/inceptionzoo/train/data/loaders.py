@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .folder import ImageFileDataset
 from .in_memory import ImageTensors, batches
 from .shards import TarShardDataset, shard_steps
+from .transforms import Augmentation
 
 __all__ = ["StreamLoader", "TensorLoader", "collate_skipping"]
 
@@ -56,8 +57,10 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        augmentation: Augmentation | None = None,
     ) -> None:
         self.data, self.batch_size, self.train = data, batch_size, train
+        self.augmentation = augmentation or Augmentation()
         self.mean, self.std, self.size, self.channels_last = mean, std, size, channels_last
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.sampler = DistributedSampler(
@@ -81,9 +84,11 @@ class TensorLoader:
             return batches(self.data, self.batch_size, self.mean, self.std, channels_last=self.channels_last,
                            indices=indices, size=self.size)  # fmt: skip
         self.sampler.set_epoch(epoch)
+        pad, mode = self.augmentation.crop_padding(self.data.images.shape[-1])
         return batches(
-            self.data, self.batch_size, self.mean, self.std, train=True, seed=self.seed, epoch=epoch,
+            self.data, self.batch_size, self.mean, self.std, train=True, pad=pad, seed=self.seed, epoch=epoch,
             channels_last=self.channels_last, drop_last=True, indices=torch.tensor(list(self.sampler)), size=self.size,
+            pad_mode=mode, alternate_flip=self.augmentation.alternate_flip,
         )  # fmt: skip
 
 

@@ -190,7 +190,8 @@ def _in_memory(
         if data is None:
             return None
         return TensorLoader(data, batch, mean, std, train=is_train, size=size, channels_last=channels_last,
-                            rank=rank, world_size=world_size, seed=options.seed)  # fmt: skip
+                            rank=rank, world_size=world_size, seed=options.seed,
+                            augmentation=options.augmentation)  # fmt: skip
 
     return Splits(
         train=loader(train, augment, batch_size),

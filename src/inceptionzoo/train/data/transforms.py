@@ -35,6 +35,16 @@ class Augmentation:
     random_erasing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
+    translate: int | None = None  # the CIFAR crop's padding, reflected (airbench: 2); None: size // 8 of zeros
+    alternate_flip: bool = False  # airbench's flip: a random half of the images in even epochs, the other half in odd
+
+    def crop_padding(self, size: int) -> tuple[int, str]:
+        """The CIFAR crop's padding in pixels and its mode: ``translate`` pixels reflected, else size // 8 of zeros."""
+        if self.translate is None:
+            return size // 8, "constant"
+        if not 0 <= self.translate < size:
+            raise ValueError(f"--translate must be between 0 and the image size {size}, got {self.translate}")
+        return self.translate, "reflect"
 
     def resolved_crop(self, size: int) -> str:
         if self.crop not in ("auto", "inception", "pad"):
@@ -52,12 +62,16 @@ def draw_cifar_crop(pad: int, hflip: float, generator: torch.Generator | None = 
 
 
 def pad_crop_flip(
-    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int, mode: str = "constant"
 ) -> torch.Tensor:
-    """Zero-pad a ``(n, c, h, w)`` batch by ``pad``, crop each image back to ``h x w`` at its offsets ``(dy, dx)``
-    and flip those marked in ``flip``: all images at once (one gather), for batches and single images alike."""
+    """Pad a ``(n, c, h, w)`` batch by ``pad`` (zeros, or ``mode="reflect"``), crop each image back to ``h x w`` at
+    its offsets ``(dy, dx)`` and flip those marked in ``flip``: all images at once (one gather), for batches and
+    single images alike."""
     n, channels, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    if mode == "reflect" and pad:  # torch reflects floating-point tensors only
+        padded = torch.nn.functional.pad(images.float(), (pad, pad, pad, pad), mode="reflect").to(images.dtype)
+    else:
+        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
     rows = (dy.view(n, 1) + torch.arange(height).view(1, height)).view(n, 1, height, 1)
     cols = (dx.view(n, 1) + torch.arange(width).view(1, width)).view(n, 1, 1, width)
     batch = torch.arange(n).view(n, 1, 1, 1)
@@ -76,16 +90,16 @@ class CifarCrop:
     """The CIFAR crop of one ``uint8`` image tensor (``pad`` pixels of zero padding, a random crop back to its
     size, a flip with probability ``hflip``), drawn from torch's generator as ``draw_cifar_crop`` draws it."""
 
-    def __init__(self, pad: int, hflip: float) -> None:
-        self.pad, self.hflip = pad, hflip
+    def __init__(self, pad: int, hflip: float, mode: str = "constant") -> None:
+        self.pad, self.hflip, self.mode = pad, hflip, mode
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         dy, dx, flip = draw_cifar_crop(self.pad, self.hflip)
         offsets = torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip])
-        return pad_crop_flip(image[None], *offsets, self.pad)[0]
+        return pad_crop_flip(image[None], *offsets, self.pad, self.mode)[0]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(pad={self.pad}, hflip={self.hflip})"
+        return f"{type(self).__name__}(pad={self.pad}, hflip={self.hflip}, mode={self.mode!r})"
 
 
 class _Normalize:
@@ -120,9 +134,15 @@ def train_transform(model: nn.Module, size: int | None = None, augmentation: Aug
     if augmentation.resolved_crop(size) == "pad":
         from torchvision import transforms
 
+        if augmentation.alternate_flip:
+            raise ValueError(
+                "--alternate-flip needs the in-memory data path (whole batches that know their epoch); use "
+                "--data-mode memory, or leave it off for streamed data"
+            )
         # the crop draws first, so with no other option the draws are exactly the in-memory path's
+        pad, mode = augmentation.crop_padding(size)
         steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor(),
-                 CifarCrop(size // 8, augmentation.hflip)]  # fmt: skip
+                 CifarCrop(pad, augmentation.hflip, mode)]  # fmt: skip
         if augmentation.color_jitter:
             steps.append(transforms.ColorJitter(*(3 * [augmentation.color_jitter])))
         steps.append(_Normalize(config["mean"], config["std"]))

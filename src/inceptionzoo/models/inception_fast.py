@@ -1,0 +1,209 @@
+"""A CIFAR-size Inception network shaped for fast training: the layout of the fastest CIFAR-10 trainers
+(Jordan 2024, airbench94: a 2x2 patch-whitening convolution, then three groups of two convolutions with a max pool
+in each, a global max pool and a scaled linear head) with every convolution replaced by an Inception module.
+
+The Inception module is GoogLeNet's (Szegedy et al. 2014, figure 2b) with the 5x5 branch factorised into two 3x3
+convolutions as in Inception-v3 (Szegedy et al. 2015, figure 5): 1x1, 3x3 and 3x3-3x3 branches read the same input
+and are concatenated. The pool-projection branch is left out: on CPU a stride-1 max pool over a full-width map costs
+more time than the 3x3 branch while adding few multiply-adds (docs/performance.md). Fewer, wider branches than
+GoogLeNet's keep the training step dominated by convolutions.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from timm.models import generate_default_cfgs
+from torch import nn
+
+from .._builder import build_model_with_cfg
+from .._registry import InceptionPretrainedCfg, register_model
+from .._validation import check_config_fields, check_image_input
+from ..layers import ConvNormAct, resolve_act_layer
+from ._base import CIFAR10_CFG, InceptionNet
+from .inception_v4 import ParallelBranches
+
+__all__ = ["FastInception", "FastInceptionConfig", "InceptionConvGroup", "fast_inception_module"]
+
+torch.fx.wrap("check_image_input")
+
+
+def fast_inception_module(
+    in_chs: int,
+    out_chs: int,
+    fractions: tuple[float, float, float],
+    norm_layer: Any,
+    act_layer: Any,
+    last_plain: bool = False,
+) -> nn.Module:
+    """1x1, 3x3 and factorised-5x5 (3x3 then 3x3) branches, concatenated: ``fractions`` of ``out_chs`` each (a zero
+    drops a branch; ``(0, 1, 0)`` is a plain 3x3 convolution). With ``last_plain`` each branch ends in a bare
+    convolution, for a group that pools before it normalises."""
+    widths = [round(out_chs * f) for f in fractions]
+    widths[1] += out_chs - sum(widths)  # rounding goes to the 3x3 branch
+    conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=act_layer, bias=False)
+    last = partial(ConvNormAct, norm_layer=None, act_layer=None, bias=False) if last_plain else conv
+    branches: dict[str, nn.Module] = {}
+    if widths[0]:
+        branches["branch1x1"] = last(in_chs, widths[0], kernel_size=1)
+    if widths[1]:
+        branches["branch3x3"] = last(in_chs, widths[1], kernel_size=3, padding=1)
+    if widths[2]:
+        branches["branch5x5"] = nn.Sequential(
+            conv(in_chs, widths[2], kernel_size=3, padding=1), last(widths[2], widths[2], kernel_size=3, padding=1)
+        )
+    if len(branches) == 1:
+        return next(iter(branches.values()))
+    return ParallelBranches(**branches)
+
+
+class InceptionConvGroup(nn.Sequential):
+    """One of airbench's convolution groups with Inception modules: module, 2x2 max pool, norm, activation, then a
+    second module with its own norms and activations. Pooling before the norm does the norm on a quarter of the map."""
+
+    def __init__(
+        self, in_chs: int, out_chs: int, fractions: tuple[float, float, float], norm_layer: Any, act_layer: Any
+    ) -> None:
+        super().__init__()
+        self.module_a = fast_inception_module(in_chs, out_chs, fractions, norm_layer, act_layer, last_plain=True)
+        self.pool = nn.MaxPool2d(2)
+        self.bn = norm_layer(out_chs)
+        self.act = act_layer()
+        self.module_b = fast_inception_module(out_chs, out_chs, fractions, norm_layer, act_layer)
+
+
+@dataclass(frozen=True)
+class FastInceptionConfig:
+    """The widths of the three groups, the share of each module's channels per branch (1x1, 3x3, 3x3-3x3), the
+    whitening convolution's kernel (its width is twice the patch's dimension), BatchNorm's momentum, the factor on the
+    logits, and whether convolutions start as identities (Dirac) in their first channels."""
+
+    widths: tuple[int, int, int] = (64, 256, 256)
+    branch_fractions: tuple[float, float, float] = (0.25, 0.5, 0.25)
+    whitening_kernel: int = 2
+    norm_momentum: float = 0.4
+    logit_scale: float = 1 / 9
+    identity_init: bool = True
+
+    def __post_init__(self) -> None:
+        check_config_fields(self)
+        if len(self.widths) != 3 or min(self.widths) < 8:
+            raise ValueError(f"widths gives the three groups' channels (each 8 or more), got {self.widths}")
+        fractions = self.branch_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(
+                f"branch_fractions gives the 1x1, 3x3 and 3x3-3x3 shares, non-negative and summing to 1, got "
+                f"{self.branch_fractions}"
+            )
+        if self.whitening_kernel < 1:
+            raise ValueError(f"whitening_kernel must be 1 or more, got {self.whitening_kernel}")
+
+
+class FastInception(InceptionNet):
+    """The whitening convolution (``features.0``, set from the training images' patches by the training option
+    ``whiten_stem``), its activation, three ``InceptionConvGroup``s, a global max pool and the scaled classifier."""
+
+    layer_container = "features"
+    block_prefix = "features."
+    config_class = FastInceptionConfig
+
+    def __init__(
+        self,
+        config: FastInceptionConfig | None = None,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        global_pool: str = "max",
+        norm_layer: str | type[nn.Module] | None = "batchnorm2d",
+        norm_eps: float = 1e-5,
+        act_layer: str | type[nn.Module] = "gelu",
+        **config_overrides: Any,
+    ) -> None:
+        config = self.begin_init(locals())
+        if norm_layer == "batchnorm2d":
+            norm = partial(nn.BatchNorm2d, eps=norm_eps, momentum=config.norm_momentum)
+        elif norm_layer is None:
+            norm = nn.Identity
+        else:
+            from ..layers import resolve_norm_layer
+
+            norm = resolve_norm_layer(norm_layer, norm_eps)
+        act = resolve_act_layer(act_layer)
+        whitening_width = 2 * in_chans * config.whitening_kernel**2
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_chans, whitening_width, config.whitening_kernel),
+            act(),
+        ]
+        channels = whitening_width
+        for width in config.widths:
+            layers.append(InceptionConvGroup(channels, width, config.branch_fractions, norm, act))
+            channels = width
+        self.features = nn.Sequential(*layers)
+        feature_info = [
+            {"num_chs": width, "reduction": 2 ** (i + 1), "module": f"features.{i + 2}"}
+            for i, width in enumerate(config.widths)
+        ]
+        self.finish_init(channels, num_classes, global_pool, drop_rate, feature_info, {})
+        self.logit_scale = config.logit_scale
+        if config.identity_init:
+            for module in self.features[2:].modules():
+                if isinstance(module, nn.Conv2d):
+                    identity_init_(module.weight)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled final map, ``(batch, widths[2], 3, 3)`` at 32x32."""
+        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, dropout and classify; the logits are scaled by ``logit_scale`` (airbench's 1/9), which sets how fast
+        the classifier's outputs grow under the high learning rates of short schedules."""
+        x = self.head_drop(self.global_pool(x))
+        return x if pre_logits else self.fc(x) * self.logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@torch.no_grad()
+def identity_init_(weight: torch.Tensor) -> None:
+    """Make the first ``in_channels`` filters identities (torch's ``dirac_``) so each module starts by passing its
+    input through, as airbench initialises its convolutions; the other filters keep their random values."""
+    out_chs, in_chs = weight.shape[:2]
+    nn.init.dirac_(weight[: min(out_chs, in_chs)])
+
+
+def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
+    return InceptionPretrainedCfg(
+        **{
+            **CIFAR10_CFG,
+            "pool_size": (3, 3),
+            "interpolation": "bilinear",
+            "first_conv": "features.0",
+            "classifier": "fc",
+            "license": "apache-2.0",
+            "paper_ids": "arXiv:1409.4842",
+            "paper_name": "Going Deeper with Convolutions",
+            **kwargs,
+        }
+    )
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "inception_fast_cifar": _cfg(
+            paper_row="CIFAR-size Inception for fast training (airbench94's layout)",
+            description="Inception modules in airbench94's layout: the zoo's fastest-training CIFAR-10 network.",
+        ),
+    }
+)
+
+
+@register_model
+def inception_fast_cifar(pretrained: bool = False, **kwargs: Any) -> FastInception:
+    """Inception modules (1x1, 3x3, 3x3-3x3) in airbench94's layout for 32x32 images."""
+    config = FastInceptionConfig()
+    return build_model_with_cfg(FastInception, "inception_fast_cifar", pretrained, config=config, **kwargs)

@@ -1,0 +1,199 @@
+"""The fast-CIFAR tricks (airbench94's, Page's) do what they claim, each on its own: the whitened stem whitens, frozen
+norm scales stay at 1, norm biases learn 64x faster, lookahead ends on its slow weights, the triangle schedule has
+its corners, the crop translates with reflected borders, the alternating flip alternates and the TTA averages the
+views it names."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import inceptionzoo
+from inceptionzoo.models.inception_fast import identity_init_
+from inceptionzoo.train import RECIPES, create_optimizer, create_scheduler, recipe_for
+from inceptionzoo.train.data.in_memory import ImageTensors, batches
+from inceptionzoo.train.data.transforms import Augmentation, pad_crop_flip
+from inceptionzoo.train.engine import evaluate
+from inceptionzoo.train.recipes import finish_lookahead, freeze_norm_scales, set_lookahead_alpha
+from inceptionzoo.train.whitening import init_patch_whitening_, patch_whitening_filters
+
+FAST = RECIPES["cifar_fast"]
+
+
+def correlated_images(n: int = 64, size: int = 16, seed: int = 0) -> torch.Tensor:
+    """Images whose neighbouring pixels and channels are strongly correlated, as in photographs."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 1, size, size, generator=generator)
+    smooth = nn.functional.avg_pool2d(base, 3, stride=1, padding=1)
+    noise = torch.randn(n, 3, size, size, generator=generator)
+    return smooth + 0.3 * noise * torch.tensor([1.0, 0.5, 0.8]).view(1, 3, 1, 1)
+
+
+def test_the_whitened_stem_whitens_training_patches():
+    images = correlated_images()
+    conv = nn.Conv2d(3, 24, 2)
+    init_patch_whitening_(conv, images, eps=1e-6)
+    with torch.no_grad():
+        out = nn.functional.conv2d(images, conv.weight[:12])  # the 12 whitening filters, no bias
+    rows = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
+    covariance = rows.T @ rows / len(rows)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.double), atol=1e-3)
+    # before: far from the identity (the channels are correlated)
+    raw = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+    assert (raw.T @ raw / len(raw) - torch.eye(12, dtype=torch.double)).abs().max() > 0.3
+    # the next 12 filters are the negatives, and the filters are frozen while the bias learns
+    assert torch.equal(conv.weight[12:], -conv.weight[:12])
+    assert not conv.weight.requires_grad and conv.bias.requires_grad
+
+
+def test_whitening_needs_enough_filters_and_a_plain_convolution():
+    images = correlated_images(8)
+    with pytest.raises(ValueError, match="3 channels x 3x3 = 27, but the first convolution has 16"):
+        init_patch_whitening_(nn.Conv2d(3, 16, 3), images)
+    with pytest.raises(ValueError, match="stride-1"):
+        init_patch_whitening_(nn.Conv2d(3, 64, 3, stride=2), images)
+    # a wider convolution keeps its other filters
+    conv = nn.Conv2d(3, 64, 3)
+    before = conv.weight[54:].clone()
+    init_patch_whitening_(conv, images)
+    assert torch.equal(conv.weight[54:], before)
+    assert patch_whitening_filters(images, (3, 3)).shape == (27, 3, 3, 3)
+
+
+@pytest.mark.lowest  # timm's scheduler, optimizer groups and Lookahead at the lowest versions too
+def test_frozen_norm_scales_stay_at_one_and_norm_biases_learn_faster():
+    model = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 16, 16))
+    frozen = freeze_norm_scales(model)
+    assert frozen == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    optimizer = create_optimizer(model, FAST)
+    scheduler = create_scheduler(optimizer, FAST, epochs=10, updates_per_epoch=10)
+    scheduler.step_update(num_updates=23)  # the peak
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    rates = {}
+    for group in optimizer.param_groups:
+        kinds = {id(p) in norm_biases for p in group["params"]}
+        assert len(kinds) == 1  # a group holds norm biases or none
+        rates.setdefault(kinds.pop(), set()).add(round(group["lr"], 9))
+    assert rates == {True: {round(64 * FAST.lr, 9)}, False: {round(FAST.lr, 9)}}
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert all(id(m.weight) not in trained for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    x = torch.randn(4, 3, 32, 32)
+    nn.functional.cross_entropy(model(x), torch.arange(4)).backward()
+    optimizer.step()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+
+
+@pytest.mark.lowest  # timm's scheduler, optimizer groups and Lookahead at the lowest versions too
+def test_the_triangle_schedule_has_its_corners():
+    model = nn.Linear(2, 2)
+    optimizer = create_optimizer(model, FAST)
+    scheduler = create_scheduler(optimizer, FAST, epochs=10, updates_per_epoch=100)
+    rates = {}
+    for update in (0, 230, 1000):
+        scheduler.step_update(num_updates=update)
+        rates[update] = optimizer.param_groups[-1]["lr"] / FAST.lr
+    assert rates == pytest.approx({0: 0.2, 230: 1.0, 1000: 0.07}, abs=1e-6)
+
+
+@pytest.mark.lowest  # timm's scheduler, optimizer groups and Lookahead at the lowest versions too
+def test_lookahead_moves_the_slow_weights_on_schedule_and_ends_on_them():
+    assert FAST.lookahead
+    model = nn.Linear(3, 1, bias=False)
+    optimizer = create_optimizer(model, FAST)
+    set_lookahead_alpha(optimizer, 0, 100)
+    assert optimizer.param_groups[0]["lookahead_alpha"] == 1.0  # early on the slow weights follow
+    set_lookahead_alpha(optimizer, 100, 200)
+    assert optimizer.param_groups[0]["lookahead_alpha"] == pytest.approx(1 - 0.95**5 / 8)
+    x = torch.randn(16, 3)
+    slow_after_first_sync = None
+    for step in range(1, 8):
+        set_lookahead_alpha(optimizer, step, 100)
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+        optimizer.step()
+        if step == 5:  # the fifth step syncs: fast and slow agree
+            slow_after_first_sync = model.weight.detach().clone()
+    assert not torch.equal(model.weight, slow_after_first_sync)  # two fast steps since
+    finish_lookahead(optimizer)
+    slow = optimizer.state_dict()["state"][0]["lookahead_slow_buff"]
+    assert torch.equal(model.weight, slow)
+
+
+def test_the_translate_crop_reflects_and_stays_within_its_pixels():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8) % 200 + 20  # no zeros anywhere
+    shifted = pad_crop_flip(images, torch.tensor([0, 4]), torch.tensor([4, 0]), torch.tensor([False, True]), 2,
+                            "reflect")  # fmt: skip
+    assert shifted.dtype == torch.uint8 and shifted.shape == images.shape
+    assert (shifted > 0).all()  # reflected borders, not zeros
+    assert torch.equal(shifted[0, :, 2:, :6], images[0, :, :6, 2:])  # moved down 2 and left 2
+    zero_padded = pad_crop_flip(images, torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([False, False]), 2)
+    assert (zero_padded[:, :, :2] == 0).all()
+    assert Augmentation(translate=2).crop_padding(32) == (2, "reflect")
+    assert Augmentation().crop_padding(32) == (4, "constant")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), epoch=st.integers(0, 6))
+def test_the_alternating_flip_shows_each_image_both_ways_every_two_epochs(seed, epoch):
+    # asymmetric images: a flip is visible as the left and right halves swapping
+    images = torch.zeros(20, 1, 4, 4, dtype=torch.uint8)
+    images[..., :2] = 255
+    data = ImageTensors(images, torch.zeros(20, dtype=torch.int64), ("a",))
+
+    def flipped(epoch: int) -> torch.Tensor:
+        order = torch.arange(20)
+        x, _ = next(batches(data, 20, (0.0,), (1.0,), train=True, pad=0, seed=seed, epoch=epoch,
+                            channels_last=False, indices=order, alternate_flip=True))  # fmt: skip
+        return x[:, 0, 0, 0] == 0  # the left edge is dark when flipped
+
+    this, following = flipped(epoch), flipped(epoch + 1)
+    assert torch.equal(this, ~following)
+    assert torch.equal(this, flipped(epoch + 2))
+
+
+class _Recorder(nn.Module):
+    """Logits that name the view: the mean of its first column tells shifts apart, of its last column mirrors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.views.append(x.clone())
+        return torch.stack([x[:, 0, 0, 0], x[:, 0, 0, -1]], 1)
+
+
+def test_flip_and_translate_tta_average_six_views_with_airbenchs_weights():
+    images = torch.arange(16.0).view(1, 1, 4, 4)
+    model = _Recorder()
+    evaluate(model, [(images, torch.zeros(1, dtype=torch.int64))], flip_tta=True, translate_tta=1,
+             autocast_dtype=None)  # fmt: skip
+    assert len(model.views) == 6
+    padded = nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :4, :4], padded[..., 2:, 2:]
+    expected = [images, images.flip(-1), up_left, up_left.flip(-1), down_right, down_right.flip(-1)]
+    assert all(torch.equal(a, b) for a, b in zip(model.views, expected, strict=True))
+    model.views.clear()
+    evaluate(model, [(images, torch.zeros(1, dtype=torch.int64))], flip_tta=False, translate_tta=0,
+             autocast_dtype=None)  # fmt: skip
+    assert len(model.views) == 1
+
+
+def test_identity_init_passes_the_input_through_the_first_channels():
+    conv = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    identity_init_(conv.weight)
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.allclose(conv(x)[:, :8], x)
+
+
+def test_the_fast_network_is_inception_modules_and_trains_with_its_recipe():
+    model = inceptionzoo.create_model("inception_fast_cifar")
+    assert recipe_for(model).name == "cifar_fast"
+    group = model.features[2]
+    assert [name for name, _ in group.module_b.named_children()] == ["branch1x1", "branch3x3", "branch5x5"]
+    plain = inceptionzoo.create_model("inception_fast_cifar", branch_fractions=(0, 1, 0))
+    assert isinstance(plain.features[2].module_b.conv, nn.Conv2d)  # one branch: airbench's plain convolution
+    with pytest.raises(ValueError, match="summing to 1"):
+        inceptionzoo.create_model("inception_fast_cifar", branch_fractions=(0.5, 0.6, 0))
