@@ -216,3 +216,36 @@ def test_pretrained_fine_tuning_from_the_loopback_hub(cifar_subset, tmp_path, mo
         assert torch.equal(tuned[key], served[key]), key
     config = json.loads((tmp_path / "finetune" / "model" / "config.json").read_text())
     assert config["num_classes"] == 10 and config["pretrained_cfg"]["input_size"] == [3, 299, 299]
+
+
+@pytest.mark.slow
+def test_the_fast_recipe_trains_with_every_trick_and_resumes_exactly(colours, tmp_path, monkeypatch):
+    """cifar_fast end to end: the stem is whitened from the data and stays frozen, norm scales stay at 1, the run
+    ends on lookahead's slow weights, and a run resumed after a crash (its optimizer state holding the slow
+    weights) ends with the same weights, bit for bit, as one that was never interrupted."""
+    settings = dict(model="inception_fast_cifar", batch_size=8, eval_test=True)
+    full = fit(quick(colours, tmp_path / "straight", **settings))
+    assert full["test"]["translate_tta"] == 1 and full["final"]["epoch"] == 3
+    weights = read_weights(tmp_path / "straight" / "model")
+    stem = weights["features.0.weight"]
+    assert not torch.equal(stem, inceptionzoo.create_model("inception_fast_cifar").features[0].weight)
+    assert torch.equal(stem[12:], -stem[:12])  # whitening filters and their negatives, untouched by training
+    norm_scales = [value for key, value in weights.items() if key.endswith("bn.weight")]
+    assert norm_scales and all(torch.equal(v, torch.ones_like(v)) for v in norm_scales)
+
+    real_epoch, calls = loop.train_one_epoch, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(quick(colours, tmp_path / "interrupted", **settings))
+    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+    resumed = fit(quick(colours, tmp_path / "interrupted", **settings, resume=str(tmp_path / "interrupted")))
+    assert resumed["test"] == full["test"]
+    again = read_weights(tmp_path / "interrupted" / "model")
+    assert all(torch.equal(again[key], weights[key]) for key in weights)

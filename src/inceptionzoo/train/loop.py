@@ -414,7 +414,8 @@ class _Run:
             train_time = time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch,
-                "lr": optimizer.param_groups[0]["lr"],
+                # the schedule's rate, without a group's lr_scale (layer decay, norm biases)
+                "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
                 "train_loss": stats.loss,
                 "train_top1": stats.top1,
                 "train_top5": stats.top5,
@@ -617,7 +618,8 @@ class _Run:
         if self.splits.test is not None:
             test_stats = test_stats or self.evaluate(self.splits.test, ema)
             summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
-                               "top5": test_stats.top5, "flip_tta": self.config.flip_tta}  # fmt: skip
+                               "top5": test_stats.top5, "flip_tta": self.config.flip_tta,
+                               "translate_tta": self.recipe.translate_tta}  # fmt: skip
         if env.world_size > 1:
             summary["replicas_identical"] = _replicas_identical(self.model)
         summary["wall_seconds"] = time.perf_counter() - self.started
