@@ -73,12 +73,19 @@ def main() -> int:
     return 0
 
 
+# timm's convention, which register_model follows: a builder's module names its pretrained configs here
+default_cfgs: dict = {}
+
+
 def _variant(number: int, model_kwargs: dict) -> str:
-    """Register ``inception_fast_cifar`` with other config values under a name of its own, for ``fit``."""
+    """Register ``inception_fast_cifar`` with other config values under a name of its own, for ``fit``; it shares
+    the base model's pretrained config (its preprocessing and first convolution, which the whitened stem sets)."""
     from inceptionzoo import register_model
+    from inceptionzoo.models import inception_fast
     from inceptionzoo.models.inception_fast import inception_fast_cifar
 
     name = f"inception_fast_cifar_ablation{number}"
+    default_cfgs[name] = inception_fast.default_cfgs["inception_fast_cifar"]
 
     def builder(pretrained: bool = False, **kwargs):
         return inception_fast_cifar(pretrained, **{**model_kwargs, **kwargs})

@@ -197,3 +197,25 @@ def test_the_fast_network_is_inception_modules_and_trains_with_its_recipe():
     assert isinstance(plain.features[2].module_b.conv, nn.Conv2d)  # one branch: airbench's plain convolution
     with pytest.raises(ValueError, match="summing to 1"):
         inceptionzoo.create_model("inception_fast_cifar", branch_fractions=(0.5, 0.6, 0))
+
+
+def test_the_norm_after_the_pool_folds_only_where_its_scales_are_positive():
+    from inceptionzoo.inference import fold_batchnorm
+
+    model = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 32, 32))
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))
+    model.eval()
+    norms = [group.bn for group in model.features[2:]]
+    with torch.no_grad():
+        norms[0].weight.uniform_(0.5, 2.0)
+        norms[1].weight[3] = -0.5  # a max pool does not commute with a negative scale: this one must stay
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        got = folded(x)
+    assert isinstance(folded.features[2].bn, nn.Identity) and isinstance(folded.features[4].bn, nn.Identity)
+    assert isinstance(folded.features[3].bn, nn.BatchNorm2d)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -291,7 +291,9 @@ def test_transforms_are_the_papers_crop_and_the_weights_preprocessing():
     crop = train_transform(model).transforms[0]
     assert crop.size == (299, 299) and crop.scale == (0.08, 1.0) and crop.ratio == pytest.approx((0.75, 4 / 3))
     assert train_transform(model, size=139).transforms[0].size == (139, 139)
-    assert "CifarCrop(pad=4, hflip=0.5)" in repr(train_transform(inceptionzoo.create_model("inception_v1_cifar")))
+    assert "CifarCrop(pad=4, hflip=0.5, mode='constant')" in repr(
+        train_transform(inceptionzoo.create_model("inception_v1_cifar"))
+    )
 
 
 @pytest.mark.slow

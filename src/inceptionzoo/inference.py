@@ -2,7 +2,8 @@
 
 Four rewrites, each exact up to floating-point rounding:
 
-1. BatchNorm folded into the convolution before it (torch's ``fuse_conv_bn_eval``), removing a memory pass per layer.
+1. BatchNorm folded into the convolution before it (torch's ``fuse_conv_bn_eval``), removing a memory pass per layer;
+   also across a max pool (convolutions, pool, norm), where every channel's scale is positive.
 2. The ReLU after each convolution runs inside it, as a oneDNN post-op (``ConvReLU2d``), removing another pass.
 3. The 1x1 convolutions that open an Inception module's branches all read the module's input; they are merged into
    one convolution whose output is split by channel (a torch.fx pass). One large matrix product runs much closer to
@@ -18,9 +19,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
 from .layers import ConvNormAct
+from .models.inception_v4 import ParallelBranches
 
 __all__ = ["ConvReLU2d", "fold_batchnorm", "fuse_relu", "merge_parallel_convolutions", "optimize_for_inference"]
 
@@ -35,7 +37,50 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 continue  # no running statistics to fold (track_running_stats=False)
             module.conv = fuse_conv_bn_eval(module.conv, module.bn)
             module.bn = nn.Identity()
+        if isinstance(module, nn.Sequential):
+            _fold_batchnorm_after_max_pool(module)
     return model
+
+
+def _fold_batchnorm_after_max_pool(sequence: nn.Sequential) -> None:
+    """Fold a BatchNorm that follows ``convolutions -> MaxPool2d`` (``InceptionConvGroup``'s order) into those
+    convolutions: a max pool commutes with a per-channel affine map whose scale is positive, so the fold is exact
+    there; a norm with a scale of zero or below is left in place. torch's fusion has no such pass."""
+    children = list(sequence.named_children())
+    for (_, producer), (_, pool), (norm_name, norm) in zip(children, children[1:], children[2:], strict=False):
+        if not (isinstance(pool, nn.MaxPool2d) and isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None):
+            continue
+        convolutions = _final_convolutions(producer)
+        if convolutions is None or sum(conv.out_channels for conv in convolutions) != norm.num_features:
+            continue
+        weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+        if not bool((weight > 0).all()):
+            continue
+        start = 0
+        for conv in convolutions:
+            end = start + conv.out_channels
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, norm.running_mean[start:end], norm.running_var[start:end], norm.eps,
+                weight[start:end], None if norm.bias is None else norm.bias[start:end],
+            )  # fmt: skip
+            start = end
+        setattr(sequence, norm_name, nn.Identity())
+
+
+def _final_convolutions(module: nn.Module) -> list[nn.Conv2d] | None:
+    """The convolutions whose outputs, concatenated in order, are ``module``'s output, when nothing (no norm, no
+    activation) follows them; otherwise None."""
+    if isinstance(module, nn.Conv2d):
+        return [module]
+    if isinstance(module, ConvNormAct):
+        plain = isinstance(module.bn, nn.Identity) and isinstance(module.act, nn.Identity)
+        return [module.conv] if plain else None
+    if isinstance(module, nn.Sequential) and len(module):
+        return _final_convolutions(module[-1])
+    if isinstance(module, ParallelBranches):
+        found = [_final_convolutions(branch) for branch in module.children()]
+        return None if any(f is None for f in found) else [conv for f in found for conv in f]
+    return None
 
 
 class ConvReLU2d(nn.Conv2d):

@@ -105,7 +105,6 @@ class FastInception(InceptionNet):
     ``whiten_stem``), its activation, three ``InceptionConvGroup``s, a global max pool and the scaled classifier."""
 
     layer_container = "features"
-    block_prefix = "features."
     config_class = FastInceptionConfig
 
     def __init__(
@@ -151,6 +150,22 @@ class FastInception(InceptionNet):
                 if isinstance(module, nn.Conv2d):
                     identity_init_(module.weight)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Any:
+        """The whitening convolution and its activation, then one group per ``InceptionConvGroup`` (each is one grid,
+        so ``coarse`` changes nothing); the classifier last."""
+        stem = self.layer_names[:2]
+
+        def matcher(name: str) -> float:
+            layer = ".".join(name.split(".")[:2])
+            if layer in stem:
+                return 0
+            if layer in self.layer_names:
+                return self.layer_names.index(layer) - len(stem) + 1
+            return float("inf")
+
+        return matcher
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, widths[2], 3, 3)`` at 32x32."""
         check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
@@ -160,9 +175,12 @@ class FastInception(InceptionNet):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify; the logits are scaled by ``logit_scale`` (airbench's 1/9), which sets how fast
-        the classifier's outputs grow under the high learning rates of short schedules."""
+        the classifier's outputs grow under the high learning rates of short schedules. Without a classifier
+        (``num_classes=0``) the pooled features come out unscaled, as in every other model."""
         x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x) * self.logit_scale
+        if pre_logits or not self.num_classes:
+            return x
+        return self.fc(x) * self.logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
