@@ -5,29 +5,19 @@ The scripts run as ``python benchmarks/<name>.py``, so this folder is on ``sys.p
 
 import csv
 import os
-import platform
-
-SPEED_FLAGS = {"avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
 
 
-def machine(threads: int | None = None) -> str:
-    """The CPU's model name and the flags that decide bf16 speed (AMX or not), and the threads used: a figure is
-    only a figure for the machine it names (`lscpu`'s "Model name" and "Flags")."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:  # not Linux: the platform's own name only
-        pass
-    features = [label for flag, label in SPEED_FLAGS.items() if flag in flags]
+def machine(threads: int | None = None, device: str = "cpu") -> str:
+    """The CPU's model name and the flags that decide int8 and bf16 speed (AVX-512, AVX512-BF16, VNNI, AMX), and
+    the threads used, or the GPU's name: a figure is only a figure for the machine it names."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, torch {torch.__version__})"
+    from inceptionzoo.precision import cpu_info
+
     threads = threads if threads is not None else os.cpu_count()
-    return f"{name}" + (f" ({', '.join(features)})" if features else "") + f", {threads} threads"
+    return f"{cpu_info().describe()}, {threads} threads"
 
 
 def write_csv(path: str, rows: list[dict], cpu: str) -> None:

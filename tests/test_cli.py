@@ -74,6 +74,9 @@ def test_info_text_and_errors(capsys):
     out = capsys.readouterr().out
     assert "no ImageNet accuracy published" in out and "pt_inception-2015-12-05-6726825d.pth" in out
     assert main(["info", "googlenet"]) == 0 and "torchvision's googlenet" in capsys.readouterr().out  # an alias
+    assert main(["info", "inception_v3.tv_int8_in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "inception_v3_google_fbgemm-a2837893.pth" in out and "packed for the fbgemm engine" in out
 
 
 @pytest.mark.slow

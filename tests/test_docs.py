@@ -146,6 +146,7 @@ SMOKE_ARGUMENTS = {
     "benchmarks/train.py": ["--arch", "inception_v1_cifar", "--batch", "8", "--repeats", "1", "--no-compile"],
     "benchmarks/scaling.py": ["--dtypes", "fp32", "--batches", "1", "--resolutions", "107", "--repeats", "1"],
     "benchmarks/data.py": ["--images", "8", "--repeats", "1", "--sizes", "32", "--workers", "0"],
+    "examples/quantize_cifar10.py": ["--calibration-images", "8"],
     # no network here: the push writes the repo's files to a folder instead of uploading them
     "inceptionzoo push": ["--local-dir", "pushed"],
 }

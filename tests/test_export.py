@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import inceptionzoo
-from conftest import DISTINCT_NETWORKS, make_input, shared_model
+from conftest import DISTINCT_NETWORKS, make_input, realistic_batchnorm, shared_model
 
 pytestmark = pytest.mark.slow  # TorchScript, fx, torch.export, compile and ONNX: minutes, not seconds
 
@@ -73,12 +73,43 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
     reason=f"torch.onnx.export(dynamo=True) is not in torch {torch.__version__}",
 )
 @pytest.mark.parametrize("name", DISTINCT_NETWORKS)
-def test_onnx_export_matches_onnxruntime(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+def test_the_onnxruntime_engine_gives_eager_outputs_at_any_batch(name):
+    pytest.importorskip("onnxruntime")
+    from inceptionzoo.onnx_runtime import OnnxRuntimeModel
+
     model, x = model_and_input(name)
-    path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    engine = OnnxRuntimeModel.from_model(model, input_size=tuple(x.shape[1:]))
+    assert engine.precision == "float32" and engine.pretrained_cfg == model.pretrained_cfg
+    batch = torch.cat([x, -x, 2 * x])  # the exported batch dimension is dynamic
     with torch.no_grad():
-        assert_same(torch.from_numpy(out), model(x), rtol=1e-4)
+        assert_same(engine(x), model(x), rtol=1e-4)
+        assert_same(engine(batch), model(batch), rtol=1e-4)
+    with pytest.raises(ValueError, match="exported for input of shape Nx"):
+        engine(x[:, :, 1:, 1:])
+
+
+def test_onnx_int8_and_file_round_trip(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from inceptionzoo.onnx_runtime import OnnxRuntimeModel
+
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    calibration = [torch.randn(8, 3, 32, 32) for _ in range(2)]
+    fp32 = inceptionzoo.optimize_for_inference(model, engine="onnxruntime")  # the model's own input size
+    assert fp32.precision == "float32" and fp32.input_shape[1:] == (3, 32, 32)
+    path = inceptionzoo.export_onnx(model, tmp_path / "int8.onnx", int8=True, calibration_batches=calibration)
+    assert [p.name for p in tmp_path.iterdir()] == ["int8.onnx"]
+    engine = OnnxRuntimeModel(path, source=model)
+    assert engine.precision == "int8" and engine.num_classes == model.num_classes
+    x = calibration[0]
+    with torch.no_grad():
+        assert ((engine(x) - model(x)).abs().max() / model(x).abs().max()).item() < 0.25
+
+
+def test_a_missing_onnx_extra_is_named(monkeypatch, tmp_path):
+    import sys
+
+    from inceptionzoo.onnx_runtime import export_onnx
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # what an install without the extra has
+    with pytest.raises(ImportError, match=r"onnxscript.*inceptionzoo\[onnx\]"):
+        export_onnx(inceptionzoo.create_model("inception_v1_cifar"), tmp_path / "m.onnx")

@@ -21,7 +21,7 @@ def prepared(name: str, **kwargs) -> torch.nn.Module:
 def test_fp32_fast_path_gives_the_same_logits(name):
     model = prepared(name)
     norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    fast = optimize_for_inference(model)
+    fast = optimize_for_inference(model, dtype=torch.float32)
     x = make_input(model, batch=2, extra=8)
     with torch.no_grad():
         expected, got = model(x), fast(x)
@@ -33,7 +33,7 @@ def test_fp32_fast_path_gives_the_same_logits(name):
 
 def test_branch_convolutions_are_merged_and_aux_outputs_kept():
     model = prepared("inception_v3", aux_logits=True).eval()
-    fast = optimize_for_inference(model)
+    fast = optimize_for_inference(model, dtype=torch.float32)
     merged = [name for name, _ in fast.named_modules() if name.endswith("_merged")]
     # Mixed_5b-5d, 6b-6e, 7a, 7b, 7c open 2-3 branches with a 1x1 convolution of the module's input; 6a has one only
     assert len(merged) == 10 and not any("Mixed_6a" in name for name in merged), merged
@@ -48,7 +48,7 @@ def test_branch_convolutions_are_merged_and_aux_outputs_kept():
 def test_every_relu_after_a_convolution_runs_inside_it():
     model = prepared("inception_v3").eval()
     relus = sum(isinstance(m, nn.ReLU) for m in model.modules())
-    fast = optimize_for_inference(model, merge_branches=False)
+    fast = optimize_for_inference(model, dtype=torch.float32, merge_branches=False)
     assert sum(isinstance(m, ConvReLU2d) for m in fast.modules()) == relus == 94
     assert not any(isinstance(m, nn.ReLU) for m in fast.modules())
 
@@ -117,13 +117,19 @@ def test_folding_needs_eval_mode_and_rejects_odd_dtypes():
     with pytest.raises(ValueError, match="eval"):
         fold_batchnorm(model.train())
     with pytest.raises(ValueError, match="dtype"):
-        optimize_for_inference(model.eval(), dtype=torch.int8)
+        optimize_for_inference(model.eval(), dtype=torch.int8)  # torch.qint8 or "int8" is int8
+    with pytest.raises(ValueError, match="dtype"):
+        optimize_for_inference(model.eval(), dtype="fp8")
+    with pytest.raises(ValueError, match="engine"):
+        optimize_for_inference(model.eval(), engine="tensorrt")
+    with pytest.raises(ValueError, match="calibration_batches"):
+        optimize_for_inference(model.eval(), dtype="int8")
 
 
 @pytest.mark.slow
 def test_compiled_fast_path_gives_the_same_logits():
     model = prepared("inception_v1_cifar")
-    fast = optimize_for_inference(model, compile=True)
+    fast = optimize_for_inference(model, dtype=torch.float32, compile=True)
     x = torch.randn(4, 3, 32, 32)
     with torch.inference_mode():
         expected, got = model(x), fast(x)

@@ -39,6 +39,8 @@ _EXPORTS = {
     "create_transform": ".preprocessing",
     "data_config": ".preprocessing",
     "optimize_for_inference": ".inference",
+    "quantize": ".quantization",
+    "export_onnx": ".onnx_runtime",
     "GoogLeNetOutputs": ".layers",
     "InceptionOutputs": ".layers",
 }
@@ -50,7 +52,10 @@ _SUBMODULES = {
     "inference",
     "layers",
     "models",
+    "onnx_runtime",
+    "precision",
     "preprocessing",
+    "quantization",
     "sizes",
     "train",
 }
@@ -70,6 +75,7 @@ __all__ = [  # the names of _EXPORTS (tested)
     "create_model",
     "create_transform",
     "data_config",
+    "export_onnx",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -79,6 +85,7 @@ __all__ = [  # the names of _EXPORTS (tested)
     "model_entrypoint",
     "optimize_for_inference",
     "push_to_hub",
+    "quantize",
     "register_model",
     "register_model_aliases",
     "save_pretrained",
@@ -125,4 +132,6 @@ if TYPE_CHECKING:  # what type checkers, IDEs and the API reference read
     from .hub import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError, push_to_hub, save_pretrained
     from .inference import optimize_for_inference
     from .layers import GoogLeNetOutputs, InceptionOutputs
+    from .onnx_runtime import export_onnx
     from .preprocessing import create_transform, data_config
+    from .quantization import quantize

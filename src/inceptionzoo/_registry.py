@@ -41,6 +41,7 @@ class InceptionPretrainedCfg(PretrainedCfg):
     top1: float | None = None  # published ImageNet top-1 accuracy (%), single crop at input_size and crop_pct
     top5: float | None = None
     paper_row: str = ""  # e.g. "Table 3, row 5: Inception-v2 RMSProp"
+    quantized: str = ""  # int8 weights: the quantized engine they were packed for ("fbgemm"); "" for float weights
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InceptionPretrainedCfg:

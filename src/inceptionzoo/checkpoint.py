@@ -12,6 +12,7 @@ import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "load_checkpoint",
     "load_pretrained_weights",
+    "load_quantized_state_dict",
     "load_state_dict",
 ]
 
@@ -185,6 +187,21 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     _check_finite(path, state_dict)
     return dict(state_dict)
+
+
+def load_quantized_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
+    """An int8 checkpoint as torch's eager quantization saves it (torchvision's ``*_fbgemm`` files): quantized
+    tensors, packed-parameter tuples and dtypes, read with ``weights_only=True``; the module versions
+    (``_metadata``) are kept, since quantized modules read their layout from them."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
+    state_dict = _read_pickled(path)
+    if not isinstance(state_dict, Mapping) or not any(getattr(v, "is_quantized", False) for v in state_dict.values()):
+        raise CheckpointMismatchError(f"{path} does not hold an int8 (quantized) state dict")
+    return state_dict
 
 
 def _describe(keys: list[str], limit: int = 12) -> str:

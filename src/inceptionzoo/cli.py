@@ -83,6 +83,7 @@ def model_info(name: str) -> dict:
             "std": list(cfg.std),
             "top1": getattr(cfg, "top1", None),
             "top5": getattr(cfg, "top5", None),
+            "quantized": getattr(cfg, "quantized", ""),
         }
     return {
         "name": name,
@@ -128,6 +129,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         mean, std = (f"({', '.join(f'{v:.4g}' for v in weights[k])})" for k in ("mean", "std"))
         print(f"    preprocessing: {weights['interpolation']}, crop_pct {weights['crop_pct']}, mean {mean}, std {std}")
         print(f"    published:    {accuracy}")
+        if weights["quantized"]:
+            print(f"    int8:         packed for the {weights['quantized']} engine; pretrained=True gives an int8 "
+                  "inference model (CPU)")  # fmt: skip
     return 0
 
 

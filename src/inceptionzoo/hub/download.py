@@ -288,9 +288,10 @@ def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathL
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         return hub_file(repo_id, cfg.hf_hub_filename or "model.safetensors", name, cache_dir, revision or None)
     if cfg.url:
-        from .convert import url_to_safetensors
+        from .convert import url_file, url_to_safetensors
 
-        return url_to_safetensors(cfg.url, name)
+        # int8 files hold packed quantized tensors, which safetensors cannot: they are kept as published
+        return url_file(cfg.url, name) if getattr(cfg, "quantized", "") else url_to_safetensors(cfg.url, name)
     raise WeightsDownloadError(f"{name} has no published weights")
 
 

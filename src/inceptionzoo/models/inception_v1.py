@@ -440,6 +440,19 @@ default_cfgs = generate_default_cfgs(
             origin_url="https://github.com/pytorch/vision",
             description="torchvision's googlenet with its ImageNet weights (GoogLeNet_Weights.IMAGENET1K_V1).",
         ),
+        # torchvision's int8 weights (eager post-training quantization of tv_in1k, fbgemm): an int8 inference model
+        "inception_v1_tv.tv_int8_in1k": _cfg(
+            paper_row="torchvision googlenet",
+            url="https://download.pytorch.org/models/quantized/googlenet_fbgemm-c81f6644.pth",
+            quantized="fbgemm",
+            mean=IMAGENET_INCEPTION_MEAN,
+            std=IMAGENET_INCEPTION_STD,
+            top1=69.826,
+            top5=89.404,
+            license="bsd-3-clause",
+            origin_url="https://github.com/pytorch/vision",
+            description="torchvision's googlenet in int8: GoogLeNet_QuantizedWeights.IMAGENET1K_FBGEMM_V1.",
+        ),
         "bn_inception": _cfg(
             paper_row="Table 3, row 3: BN-Inception",
             **BN_PAPER,

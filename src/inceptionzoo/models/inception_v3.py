@@ -294,16 +294,21 @@ class InceptionExpandedFilterBank(nn.Module):
         self.out_chs = out_1x1 + (4 if expanded else 2) * c3 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # each 1x3 / 3x1 pair is one branch, concatenated on its own as in figure 7 (and torchvision's quantizable
+        # model, whose int8 checkpoints keep a requantization scale per pair)
         branch3x3 = self.branch3x3_1(x)
+        branch3x3 = (
+            self.branch3x3_2a(branch3x3)
+            if self.branch3x3_2b is None
+            else torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
+        )
         branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        outputs = [self.branch1x1(x), self.branch3x3_2a(branch3x3)]
-        if self.branch3x3_2b is not None:
-            outputs.append(self.branch3x3_2b(branch3x3))
-        outputs.append(self.branch3x3dbl_3a(branch3x3dbl))
-        if self.branch3x3dbl_3b is not None:
-            outputs.append(self.branch3x3dbl_3b(branch3x3dbl))
-        outputs.append(self.branch_pool(self.pool(x)))
-        return torch.cat(outputs, 1)
+        branch3x3dbl = (
+            self.branch3x3dbl_3a(branch3x3dbl)
+            if self.branch3x3dbl_3b is None
+            else torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
+        )
+        return torch.cat([self.branch1x1(x), branch3x3, branch3x3dbl, self.branch_pool(self.pool(x))], 1)
 
 
 class InceptionAux(nn.Module):
@@ -646,6 +651,17 @@ default_cfgs = generate_default_cfgs(
             top5=93.468,
             origin_url="https://github.com/pytorch/vision",
             description="Inception-v3, torchvision's ImageNet weights (ported from TensorFlow, fine-tuned).",
+        ),
+        # torchvision's int8 weights (eager post-training quantization of tv_in1k, fbgemm): an int8 inference model
+        "inception_v3.tv_int8_in1k": _cfg(
+            paper_row=_ROW_8,
+            url="https://download.pytorch.org/models/quantized/inception_v3_google_fbgemm-a2837893.pth",
+            quantized="fbgemm",
+            top1=77.176,
+            top5=93.354,
+            license="bsd-3-clause",
+            origin_url="https://github.com/pytorch/vision",
+            description="Inception-v3 in int8: torchvision's Inception_V3_QuantizedWeights.IMAGENET1K_FBGEMM_V1.",
         ),
         "inception_v3.tf_in1k": _cfg(
             paper_row=_ROW_8,

@@ -1,0 +1,145 @@
+"""int8: torchvision's published int8 checkpoints load strictly into the zoo's int8 graph and give torchvision's
+logits exactly; ``quantize`` gives an int8 model of every distinct network that stays close to the float one; and
+what cannot be done is said."""
+
+import hashlib
+import io
+
+import pytest
+import torch
+from torch.ao.nn import quantized as nnq
+
+import inceptionzoo
+from conftest import DISTINCT_NETWORKS, make_input, realistic_batchnorm, relative_error
+from inceptionzoo.quantization import QuantizedModel, quantize, quantized_engine, torchvision_int8_keys
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+# (tag, torchvision's quantizable class, input size, torchvision's file name before its hash)
+TORCHVISION_INT8 = [
+    ("inception_v3.tv_int8_in1k", "inception.QuantizableInception3", 299, "inception_v3_google_fbgemm"),
+    ("inception_v1_tv.tv_int8_in1k", "googlenet.QuantizableGoogLeNet", 224, "googlenet_fbgemm"),
+]
+
+
+def _torchvision_int8(class_path: str, size: int) -> torch.nn.Module:
+    """torchvision's quantizable model with random weights and realistic BatchNorm statistics, quantized the way its
+    published int8 weights were made (``quantize_model``: fused, fbgemm, min-max observers, per-channel weights)."""
+    import importlib
+
+    from torchvision.models.quantization.utils import _replace_relu, quantize_model
+
+    module_name, class_name = class_path.split(".")
+    cls = getattr(importlib.import_module(f"torchvision.models.quantization.{module_name}"), class_name)
+    model = cls(init_weights=False, transform_input=False, aux_logits=True)
+    _replace_relu(model)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, size, size))
+    with quantized_engine("fbgemm"):
+        quantize_model(model.eval(), "fbgemm")
+    return model
+
+
+@pytest.mark.parametrize(("tag", "class_path", "size", "stem"), TORCHVISION_INT8)
+def test_torchvisions_int8_weights_give_its_logits_then_load_offline(tag, class_path, size, stem, hub, monkeypatch):
+    torchvision_model = _torchvision_int8(class_path, size)
+    buffer = io.BytesIO()
+    torch.save(torchvision_model.state_dict(), buffer)
+    payload = buffer.getvalue()
+    file_name = f"{stem}-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    hub.files[file_name] = payload
+    overlay = {"url": f"{hub.url}/files/{file_name}"}
+    ours = inceptionzoo.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay)
+    assert isinstance(ours, QuantizedModel) and ours.engine == "fbgemm" and ours.precision == "int8"
+    # every tensor but the aux heads' (never run in eval mode), under the zoo's names, loaded strictly
+    assert set(ours.state_dict()) == set(torchvision_int8_keys(torchvision_model.state_dict()))
+    x = torch.randn(2, 3, size, size)  # torchvision's transform_input is the zoo's mean / std of 0.5
+    with torch.no_grad(), quantized_engine("fbgemm"):
+        expected = torchvision_model(x)
+    with torch.no_grad():
+        assert torch.equal(ours(x), expected)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = len(hub.requests)
+    again = inceptionzoo.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay)
+    assert len(hub.requests) == requests
+    with torch.no_grad():
+        assert torch.equal(again(x), expected)
+    cfg = inceptionzoo.create_model(tag).pretrained_cfg  # without weights: the float architecture with the tag's cfg
+    assert cfg["quantized"] == "fbgemm" and cfg["url"].startswith("https://download.pytorch.org/models/quantized/")
+
+
+def test_int8_weights_are_for_inference_and_say_where_to_fine_tune(hub):
+    with pytest.raises(ValueError, match=r"int8 inference model.*inception_v3\.tv_in1k"):
+        inceptionzoo.create_model("inception_v3.tv_int8_in1k", pretrained=True, num_classes=10)
+    with pytest.raises(ValueError, match="feature maps"):
+        inceptionzoo.create_model("inception_v3.tv_int8_in1k", pretrained=True, features_only=True)
+
+
+@pytest.mark.parametrize("name", DISTINCT_NETWORKS)
+def test_quantize_gives_an_int8_model_close_to_the_float_one(name):
+    model = inceptionzoo.create_model(name)
+    height, width = model.min_input_size
+    model = realistic_batchnorm(model, size=max(height, width, 64), steps=2, batch=2)
+    calibration = [make_input(model, batch=2, extra=8) for _ in range(2)]
+    quantized = quantize(model, calibration)
+    assert isinstance(quantized, QuantizedModel) and quantized.num_classes == model.num_classes
+    layers = list(quantized.modules())
+    assert not any(type(m) in (torch.nn.Conv2d, torch.nn.Linear) for m in layers)  # every conv and linear is int8
+    assert any(isinstance(m, nnq.Conv2d) for m in layers) and any(isinstance(m, nnq.Linear) for m in layers)
+    x = calibration[0]
+    with torch.no_grad():
+        expected, got = model(x), quantized(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert relative_error(got, expected) < 0.25
+    assert any(type(m) is torch.nn.Conv2d for m in model.modules())  # the original is untouched
+
+
+def test_quantize_says_what_it_cannot_do():
+    model = inceptionzoo.create_model("inception_v1_cifar").eval()
+    with pytest.raises(ValueError, match="at least one calibration batch"):
+        quantize(model, [])
+    with pytest.raises(ValueError, match="image tensors"):
+        quantize(model, [torch.randn(3, 32, 32)])
+    silu = inceptionzoo.create_model("inception_v1_cifar", act_layer="silu").eval()
+    with pytest.raises(ValueError, match=r"cannot run in int8 here: aten::silu"):
+        quantize(silu, [torch.randn(2, 3, 32, 32)])
+    quantized = quantize(model, ((torch.randn(2, 3, 32, 32), torch.tensor([0, 1])) for _ in range(2)))  # (x, y)
+    with pytest.raises(ValueError, match="CPU only"):
+        quantized(torch.randn(1, 3, 32, 32, device="meta"))
+
+
+def test_int8_through_optimize_for_inference():
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    fast = inceptionzoo.optimize_for_inference(model, dtype="int8", calibration_batches=[torch.randn(4, 3, 32, 32)])
+    assert isinstance(fast, QuantizedModel) and fast.precision == "int8" and fast.precision_reason == "asked for int8"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert relative_error(fast(x), model(x)) < 0.25
+
+
+def test_repacking_for_another_engine_keeps_the_function():
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    calibration = [torch.randn(8, 3, 32, 32)]
+    quantized = quantize(model, calibration)
+    x = calibration[0]
+    with torch.no_grad():
+        before = quantized(x)
+        repacked = quantized.repack("fbgemm")
+        assert repacked is quantized and quantized.engine == "fbgemm"
+        after = quantized(x)
+    assert relative_error(after, before) < 0.05  # the same int8 tensors; only the kernels' rounding differs
+
+
+def test_each_input_shape_gets_a_graph_packed_for_it_and_the_same_function():
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    quantized = quantize(model, [torch.randn(8, 3, 32, 32)])
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        whole = quantized(x)
+        for batch in (1, 2, 3, 4, 5, 6):  # more shapes than are kept
+            assert torch.allclose(quantized(x[:batch]), whole[:batch], atol=1e-4 * whole.abs().max().item())
+    if quantized.engine != "fbgemm":
+        assert len(quantized._graphs) == QuantizedModel.SHAPES_KEPT
+        assert any(graph is quantized.model for graph in quantized._graphs.values())
