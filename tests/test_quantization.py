@@ -22,6 +22,20 @@ TORCHVISION_INT8 = [
 ]
 
 
+def _torch_reads_quantized_tensors_safely() -> bool:
+    buffer = io.BytesIO()
+    torch.save({"q": torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.quint8)}, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except Exception:
+        return False
+    return True
+
+
+SAFE_QTENSORS = _torch_reads_quantized_tensors_safely()
+
+
 def _torchvision_int8(class_path: str, size: int) -> torch.nn.Module:
     """torchvision's quantizable model with random weights and realistic BatchNorm statistics, quantized the way its
     published int8 weights were made (``quantize_model``: fused, fbgemm, min-max observers, per-channel weights)."""
@@ -41,6 +55,7 @@ def _torchvision_int8(class_path: str, size: int) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.skipif(not SAFE_QTENSORS, reason=f"torch {torch.__version__} cannot load quantized tensors safely")
 @pytest.mark.parametrize(("tag", "class_path", "size", "stem"), TORCHVISION_INT8)
 def test_torchvisions_int8_weights_give_its_logits_then_load_offline(tag, class_path, size, stem, hub, monkeypatch):
     torchvision_model = _torchvision_int8(class_path, size)
@@ -147,3 +162,29 @@ def test_each_input_shape_gets_a_graph_packed_for_it_and_the_same_function():
     if quantized.engine != "fbgemm":
         assert len(quantized._graphs) == QuantizedModel.SHAPES_KEPT
         assert any(graph is quantized.model for graph in quantized._graphs.values())
+
+
+@pytest.mark.lowest
+def test_int8_files_load_safely_or_say_why_not(tmp_path):
+    from inceptionzoo.checkpoint import CheckpointError, load_quantized_state_dict
+
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    path = tmp_path / "int8.pth"
+    torch.save(quantize(model, [torch.randn(4, 3, 32, 32)]).state_dict(), path)
+    try:  # what this torch's safe loader can do, asked directly
+        torch.load(path, weights_only=True)
+        readable = True
+    except Exception:
+        readable = False
+    if readable:
+        state_dict = load_quantized_state_dict(path)
+        assert hasattr(state_dict, "_metadata") and any(
+            v.is_quantized for v in state_dict.values() if torch.is_tensor(v)
+        )
+    else:  # torch 2.3's weights_only unpickler has no quantized tensors
+        with pytest.raises(CheckpointError, match="cannot read quantized tensors"):
+            load_quantized_state_dict(path)
+    not_int8 = tmp_path / "float.pth"
+    torch.save(model.state_dict(), not_int8)
+    with pytest.raises(CheckpointError, match="int8"):
+        load_quantized_state_dict(not_int8)

@@ -198,7 +198,16 @@ def load_quantized_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
-    state_dict = _read_pickled(path)
+    try:
+        state_dict = _read_pickled(path)
+    except CorruptCheckpointError as error:
+        if "_rebuild_qtensor" not in str(error):
+            raise
+        raise CheckpointError(
+            f"{path}: torch {torch.__version__} cannot read quantized tensors with torch.load(weights_only=True), "
+            "the only way inceptionzoo reads pickles; newer torch releases can (2.14 does): upgrade torch to load "
+            "int8 weights"
+        ) from None
     if not isinstance(state_dict, Mapping) or not any(getattr(v, "is_quantized", False) for v in state_dict.values()):
         raise CheckpointMismatchError(f"{path} does not hold an int8 (quantized) state dict")
     return state_dict

@@ -10,6 +10,7 @@ preprocessing and labels stay the library's. Everything here needs the ``onnx`` 
 
 import copy
 import importlib
+import inspect
 import os
 import tempfile
 from collections.abc import Iterable
@@ -58,6 +59,8 @@ def export_onnx(
     installed exporter's own. ``int8=True`` quantizes the written graph with ONNX Runtime's static quantization,
     calibrated on ``calibration_batches`` (preprocessed float images)."""
     _require("onnx", "onnxscript")
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        raise RuntimeError(f"export_onnx needs torch.onnx.export(dynamo=True), which torch {torch.__version__} lacks")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().float()
