@@ -61,7 +61,7 @@ class QuantizedModel(nn.Module):
     precision = "int8"
 
     # oneDNN's int8 convolutions (the x86 engine's choice on CPUs with AMX or VNNI) pack their weights for the input
-    # shape of their first call and reorder them on every call of another shape, 5-13x slower (measured here); so
+    # shape of their first call and reorder them on every call of another shape, 1.6-5x slower (measured here); so
     # each input shape gets a copy of the graph packed for it, the most recent few kept
     SHAPES_KEPT = 4
 
