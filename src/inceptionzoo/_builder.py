@@ -140,12 +140,11 @@ def _load_int8(
     from .quantization import load_quantized
 
     name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
-    published = published_classes
-    if other_use or getattr(model, "num_classes", published) != published:
+    if other_use or getattr(model, "num_classes", published_classes) != published_classes:
         float_tag = name.replace("_int8", "")
         raise ValueError(
-            f"{name} is an int8 inference model: it keeps its {published} classes and cannot give feature maps or "
-            f"take a checkpoint; fine-tune or extract features from the float weights ({float_tag}), then "
+            f"{name} is an int8 inference model: it keeps its {published_classes} classes and cannot give feature "
+            f"maps or take a checkpoint; fine-tune or extract features from the float weights ({float_tag}), then "
             "inceptionzoo.quantize the result"
         )
     path = download_pretrained(cfg, name, cache_dir)

@@ -158,6 +158,16 @@ def _check_finite(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
         )
 
 
+def _existing_file(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path``, or the error that says it is missing or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
+    return path
+
+
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` file, or a PyTorch file with ``torch.load(weights_only=True)`` (no pickled code).
 
@@ -166,11 +176,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Unreadable files and NaN / infinite weights raise ``CorruptCheckpointError``, pickles that would run code
     ``UnsafeCheckpointError``, each naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.stat().st_size == 0:
-        raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
+    path = _existing_file(path)
     if path.suffix == ".safetensors":
         state_dict: Mapping = _read_safetensors(path)
     else:
@@ -193,11 +199,7 @@ def load_quantized_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
     """An int8 checkpoint as torch's eager quantization saves it (torchvision's ``*_fbgemm`` files): quantized
     tensors, packed-parameter tuples and dtypes, read with ``weights_only=True``; the module versions
     (``_metadata``) are kept, since quantized modules read their layout from them."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.stat().st_size == 0:
-        raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
+    path = _existing_file(path)
     try:
         state_dict = _read_pickled(path)
     except CorruptCheckpointError as error:

@@ -235,10 +235,12 @@ _INT8 = ("int8", torch.qint8)
 _FLOAT_DTYPES = {None: torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _resolve_dtype(dtype: Any, device: torch.device) -> tuple[Any, str]:
     """The dtype to run in, and why: an explicit dtype as given, ``"auto"`` by ``precision.choose_precision``."""
-    if isinstance(dtype, str) and dtype not in ("auto", *_INT8, *[k for k in _FLOAT_DTYPES if k]):
-        raise ValueError(f"dtype must be 'auto', 'int8', torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}")
     if dtype == "auto":
         from .precision import choose_precision
 
@@ -249,7 +251,7 @@ def _resolve_dtype(dtype: Any, device: torch.device) -> tuple[Any, str]:
     resolved = _FLOAT_DTYPES.get(dtype, dtype) if not isinstance(dtype, torch.dtype) else dtype
     if resolved not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be 'auto', 'int8', torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}")
-    return resolved, f"asked for {str(resolved).removeprefix('torch.')}"
+    return resolved, f"asked for {_dtype_name(resolved)}"
 
 
 def _compile(fast: nn.Module, device: torch.device) -> nn.Module:
@@ -319,7 +321,7 @@ def optimize_for_inference(
     if run_dtype is not None:
         model = model.to(run_dtype)
     fast = InferenceModel(model, run_dtype, source).eval()
-    fast.precision, fast.precision_reason = str(dtype).removeprefix("torch."), reason
+    fast.precision, fast.precision_reason = _dtype_name(dtype), reason
     _logger.info("optimize_for_inference: %s (%s)", fast.precision, reason)
     for parameter in fast.parameters():
         parameter.requires_grad_(False)

@@ -71,8 +71,7 @@ def export_onnx(
     if opset is not None:
         kwargs["opset_version"] = opset
     target = path.with_name(path.stem + ".float.onnx") if int8 else path
-    program = torch.onnx.export(model, (example,), str(target), external_data=False, **kwargs)
-    del program
+    torch.onnx.export(model, (example,), str(target), external_data=False, **kwargs)
     if int8:
         if calibration_batches is None:
             raise ValueError("int8 ONNX needs calibration_batches: a few batches of real, preprocessed input images")
@@ -87,6 +86,8 @@ def _quantize_onnx(source: Path, target: Path, calibration_batches: Iterable[tor
     (quantization,) = _require("onnxruntime.quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .quantization import calibration_images
+
     prepared = source.with_name(source.stem + ".prepared.onnx")
     # ONNX's own shape inference is enough for these convolutional graphs; ONNX Runtime's symbolic one fails on some
     # of the exporter's Reshape nodes (inception_fast_cifar's head)
@@ -100,8 +101,7 @@ def _quantize_onnx(source: Path, target: Path, calibration_batches: Iterable[tor
             batch = next(self.batches, None)
             if batch is None:
                 return None
-            batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-            return {"input": batch.float().contiguous().numpy()}
+            return {"input": calibration_images(batch).float().contiguous().numpy()}
 
     quantization.quantize_static(
         str(prepared),

@@ -8,6 +8,7 @@ a short probe times the same convolutions in both and the answer is cached per C
 
 import json
 import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -43,10 +44,6 @@ class PrecisionChoice:
     dtype: torch.dtype
     reason: str
 
-    @property
-    def name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
-
 
 def cpu_info() -> CpuInfo:
     """The model name and the relevant flags, from /proc/cpuinfo on Linux, else from torch's own checks."""
@@ -69,8 +66,6 @@ def cpu_info() -> CpuInfo:
             "amx_bf16": "_is_amx_tile_supported",
         }
         flags = {name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()}
-    import platform
-
     return CpuInfo(model or platform.processor() or "unknown CPU", tuple(f for f in _FLAGS if f in flags))
 
 

@@ -139,16 +139,19 @@ def _owner(node: fx.Node) -> str:
     return path[0] if isinstance(path, tuple) else str(path)
 
 
-def _add_functional(graph: fx.GraphModule, owner: str, taken: dict[str, int], kind: str) -> str:
-    """Register a ``FloatFunctional`` in ``owner`` named ``concat`` / ``add`` / ``scale`` (with ``_1``, ``_2``, ... for
-    the second and later of a module, in the order the forward runs them) and return its qualified name."""
+def _add_module(graph: fx.GraphModule, owner: str, taken: dict[str, int], kind: str, module: nn.Module) -> str:
+    """Register ``module`` in ``owner`` named ``kind`` (``concat``, ``add``, ``scale``, ``requant``; ``_1``, ``_2``,
+    ... for the second and later of a module, in the order the forward runs them) and return its qualified name."""
     count = taken.get(f"{owner}/{kind}", 0)
     taken[f"{owner}/{kind}"] = count + 1
     name = kind if count == 0 else f"{kind}_{count}"
-    qualified = f"{owner}.{name}" if owner else name
-    parent = graph.get_submodule(owner) if owner else graph
-    parent.add_module(name, FloatFunctional())
-    return qualified
+    (graph.get_submodule(owner) if owner else graph).add_module(name, module)
+    return f"{owner}.{name}" if owner else name
+
+
+def calibration_images(batch: Any) -> Any:
+    """The images of a calibration batch: the batch itself, or the first item of an ``(images, targets)`` pair."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 def _is_tensor_node(value: Any) -> bool:
@@ -168,16 +171,12 @@ def _runs_in_float(graph: fx.GraphModule, node: fx.Node) -> bool:
 
 def _wrap_in_float(graph: fx.GraphModule, node: fx.Node, taken: dict[str, int]) -> None:
     """Dequantize ``node``'s tensor input and quantize its output again (with an observer of its own)."""
-    owner = _owner(node)
-    count = taken.get(f"{owner}/requant", 0)
-    taken[f"{owner}/requant"] = count + 1
-    name = "requant" if count == 0 else f"requant_{count}"
-    (graph.get_submodule(owner) if owner else graph).add_module(name, ao_quantization.QuantStub())
+    name = _add_module(graph, _owner(node), taken, "requant", ao_quantization.QuantStub())
     source = node.args[0]
     with graph.graph.inserting_before(node):
         node.replace_input_with(source, graph.graph.call_module("dequant", (source,)))
     with graph.graph.inserting_after(node):
-        requantized = graph.graph.call_module(f"{owner}.{name}" if owner else name, (node,))
+        requantized = graph.graph.call_module(name, (node,))
     node.replace_all_uses_with(requantized, delete_user_cb=lambda user: user is not requantized)
 
 
@@ -219,7 +218,7 @@ def prepare_quantization(model: nn.Module, qconfig: Any = None) -> fx.GraphModul
         if replacement is None:
             continue
         kind, method, args = replacement
-        name = _add_functional(graph, _owner(node), taken, kind)
+        name = _add_module(graph, _owner(node), taken, kind, FloatFunctional())
         with graph.graph.inserting_before(node):
             functional = graph.graph.get_attr(name)
             new = graph.graph.call_method(method, (functional, *args))
@@ -267,7 +266,7 @@ def convert_prepared(
         seen = 0
         with torch.no_grad():
             for batch in calibration_batches:
-                batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+                batch = calibration_images(batch)
                 if not torch.is_tensor(batch) or batch.dim() != 4:
                     raise ValueError(
                         "calibration batches are image tensors (batch, channels, height, width), or (images, targets) "
@@ -293,7 +292,7 @@ def quantize(model: nn.Module, calibration_batches: Iterable[torch.Tensor], qcon
     def recorded() -> Iterator[Any]:
         for batch in calibration_batches:
             if not first:
-                first.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                first.append(calibration_images(batch))
             yield batch
 
     try:

@@ -120,6 +120,25 @@ class InceptionNet(nn.Module):
 
         return matcher
 
+    def _stem_then_layer_groups(self, stem_layers: int, coarse: bool) -> Any:
+        """timm's groups for a network whose container runs a stem, then one layer per group: the first
+        ``stem_layers`` layers are group 0, each later layer its own group (with ``coarse=True``, one group per
+        feature tap's stage), the classifier last."""
+        stem = self.layer_names[:stem_layers]
+
+        def matcher(name: str) -> float:
+            layer = ".".join(name.split(".")[:2])
+            if layer in stem:
+                return 0
+            if layer in self.layer_names:
+                index = self.layer_names.index(layer)
+                if coarse:  # a stage ends at each feature tap
+                    return 1 + sum(index > end for end in self.feature_ends)
+                return index - len(stem) + 1
+            return float("inf")
+
+        return matcher
+
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each layer's activations in the backward pass instead of storing them (saves memory)."""

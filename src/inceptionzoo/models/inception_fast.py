@@ -152,19 +152,9 @@ class FastInception(InceptionNet):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Any:
-        """The whitening convolution and its activation, then one group per ``InceptionConvGroup`` (each is one grid,
-        so ``coarse`` changes nothing); the classifier last."""
-        stem = self.layer_names[:2]
-
-        def matcher(name: str) -> float:
-            layer = ".".join(name.split(".")[:2])
-            if layer in stem:
-                return 0
-            if layer in self.layer_names:
-                return self.layer_names.index(layer) - len(stem) + 1
-            return float("inf")
-
-        return matcher
+        """The whitening convolution and its activation, then one group per ``InceptionConvGroup`` (each is one grid
+        and one feature tap, so ``coarse`` gives the same groups); the classifier last."""
+        return self._stem_then_layer_groups(2, coarse)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, widths[2], 3, 3)`` at 32x32."""

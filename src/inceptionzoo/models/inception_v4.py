@@ -257,20 +257,7 @@ class InceptionV4(InceptionNet):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Any:
         """timm's groups: the three stem convolutions, then each layer of ``features``; the classifier last."""
-        stem = self.layer_names[:3]
-
-        def matcher(name: str) -> float:
-            layer = ".".join(name.split(".")[:2])
-            if layer in stem:
-                return 0
-            if layer in self.layer_names:
-                index = self.layer_names.index(layer)
-                if coarse:  # a stage ends at each feature tap
-                    return 1 + sum(index > end for end in self.feature_ends)
-                return index - len(stem) + 1
-            return float("inf")
-
-        return matcher
+        return self._stem_then_layer_groups(3, coarse)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, 1536, 8, 8)`` at 299x299."""
