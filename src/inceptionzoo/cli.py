@@ -163,6 +163,30 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from .train.data.cache import cache_entries, clear_cache, default_cache_dir, max_cache_bytes
+
+    folder = args.cache_dir or default_cache_dir()
+    if args.action == "clear":
+        removed = clear_cache(folder, kind=args.kind)
+        freed = sum(entry.size for entry in removed)
+        count = f"{len(removed)} entr{'y' if len(removed) == 1 else 'ies'}"
+        print(f"removed {count} ({freed / 2**20:.1f} MiB) from {folder}")
+        return 0
+    entries = [entry for entry in cache_entries(folder) if args.kind is None or entry.kind == args.kind]
+    total = sum(entry.size for entry in entries)
+    print(f"{folder}: {len(entries)} entries, {total / 2**20:.1f} MiB (cap {max_cache_bytes() / 2**30:g} GiB, "
+          "INCEPTIONZOO_CACHE_MAX_GB)")  # fmt: skip
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        print(f"  {entry.kind:<9} {entry.size / 2**20:>10.1f} MiB  last used {used}  {entry.path.name}")
+    print("weights: the Hugging Face cache (`hf cache scan`, `huggingface-cli delete-cache`); URL checkpoints kept as "
+          "safetensors in torch.hub's checkpoints folder")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -190,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_push.add_argument("--private", action="store_true", help="create the repo as private")
     p_push.add_argument("--local-dir", default=None, help="only write the files to this folder, upload nothing")
     p_push.set_defaults(func=_cmd_push)
+    p_cache = sub.add_parser("cache", help="list or clear the training cache (decoded data, shard indexes, features)")
+    p_cache.add_argument("action", choices=("list", "clear"), help="show the entries, or delete them")
+    p_cache.add_argument("--kind", default=None, choices=("dataset", "shards", "features"), help="only this kind")
+    p_cache.add_argument("--cache-dir", default=None, help="the cache folder (default: INCEPTIONZOO_CACHE, else "
+                         "~/.cache/inceptionzoo/datasets)")  # fmt: skip
+    p_cache.set_defaults(func=_cmd_cache)
     # `inceptionzoo train|validate ...` go to inceptionzoo.train whole (see main); listed here for --help
     sub.add_parser("train", add_help=False, help="train or fine-tune a model (the train extra); see train --help")
     sub.add_parser("validate", add_help=False, help="top-1/top-5/loss/speed of a model on a dataset (the train extra)")
