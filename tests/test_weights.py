@@ -1,6 +1,7 @@
 """Pretrained weights through a loopback server that speaks the Hub's protocol: no test touches the network."""
 
 import hashlib
+import io
 import json
 import threading
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
+import torchvision
 
 import inceptionzoo
 from conftest import CLIENTS, realistic_batchnorm, relative_error
@@ -468,3 +470,26 @@ def test_save_pretrained_writes_a_channels_last_model(tmp_path):
         torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
     )
     assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)  # the caller's model untouched
+
+
+def test_a_converted_checkpoint_is_keyed_by_its_url(hub, weights):
+    # a URL without a hash prefix in its file name: the converted copy records the URL it came from, and a file of
+    # the same name from another URL is fetched and converted again instead of served from the first one's copy
+    first, second = (
+        weights["googlenet"],
+        torchvision.models.googlenet(weights=None, init_weights=True, aux_logits=False),
+    )
+    for folder, model in (("a", first), ("b", second)):
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        hub.files[f"{folder}/googlenet.pth"] = buffer.getvalue()
+    loaded = [
+        inceptionzoo.create_model(
+            "inception_v1_tv.tv_in1k",
+            pretrained=True,
+            pretrained_cfg_overlay={"url": f"{hub.url}/files/{folder}/googlenet.pth"},
+        )
+        for folder in ("a", "b")
+    ]
+    for model, reference in zip(loaded, (first, second), strict=True):
+        assert torch.equal(model.state_dict()["fc.weight"], reference.state_dict()["fc.weight"])

@@ -83,6 +83,18 @@ def url_file(url: str, name: str) -> Path:
     return target
 
 
+def _converted_from(path: Path) -> str | None:
+    """The URL a converted file records it was made from (None for files written before it was recorded, whose
+    name's hash prefix is their key); an unreadable file is converted again."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("source_url")
+    except Exception:  # safetensors raises its own error types for damaged headers
+        return ""
+
+
 def url_to_safetensors(url: str, name: str) -> Path:
     """Fetch a PyTorch checkpoint published at ``url`` once, check its hash prefix, and keep it as safetensors.
 
@@ -95,7 +107,7 @@ def url_to_safetensors(url: str, name: str) -> Path:
     file_name, hash_prefix = _checked_file_name(url, name)
     folder = url_cache_dir()
     target = folder / (Path(file_name).stem + ".safetensors")
-    if target.is_file():
+    if target.is_file() and _converted_from(target) in (url, None):
         return target
     torchvision_copy = folder / file_name
     have_copy = _has_hash(torchvision_copy, hash_prefix)
@@ -110,6 +122,6 @@ def url_to_safetensors(url: str, name: str) -> Path:
             _fetch(url, name, download, hash_prefix)
         state_dict = load_state_dict(download)  # torch.load(weights_only=True): no pickled code runs
         converted = Path(scratch) / target.name
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted))
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(converted), metadata={"source_url": url})
         os.replace(converted, target)  # atomic: a crash never leaves a half-written file under the final name
     return target
