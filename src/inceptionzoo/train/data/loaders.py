@@ -1,7 +1,9 @@
 """Epochs of batches for the training loop, one interface over the in-memory tensors and the streamed sources.
 
 A loader knows its number of steps per epoch on this rank (``len``), yields ``(images, labels)`` for an epoch
-(``loader.epoch(n)``) and counts the unreadable images it skipped in that epoch (``loader.skipped``).
+(``loader.epoch(n)``) and counts the unreadable images this rank left out of its last pass (``loader.skipped``:
+streamed, those met in the pass; in memory, those skipped when the split was decoded, counted on rank 0 alone, so
+a sum over ranks counts each once).
 
 Training batches: the in-memory split is shuffled by torch's ``DistributedSampler`` (every rank its share), folders
 by the same sampler inside a ``DataLoader`` whose workers decode and augment, tar shards by shard (see
@@ -66,7 +68,11 @@ class TensorLoader:
         self.sampler = DistributedSampler(
             range(len(data)), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
-        self.skipped = 0
+
+    @property
+    def skipped(self) -> int:
+        """The unreadable images left out of the split when it was decoded (counted on rank 0; 0 on the others)."""
+        return self.data.skipped if self.rank == 0 else 0
 
     @property
     def images(self) -> int:

@@ -6,6 +6,10 @@ the reader is one sequential pass per shard with Python's ``tarfile``. Shards ar
 rank ``j % world``, fixed, so every rank knows every rank's sample count) and, in a new order each epoch, to the
 DataLoader workers of a rank; each image belongs to exactly one rank and worker. Every rank runs the same number of
 steps, ``min over ranks of (its images // batch)``, so DDP never waits on a rank that ran out.
+
+The labels are class indices: ``classes.txt`` (one name a line) says how many classes there are; without it the
+classes are ``0`` to the largest label. A shard must end with tar's end-of-archive marker: ``tarfile`` takes a
+missing or cut header for the end, which would train on the first part of a cut shard without a word.
 """
 
 import io
@@ -22,12 +26,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .cache import cache_key, file_stamps, read_entry, write_entry
 from .folder import BadImageError, _SeededDraws, open_image, sample_seed
 
-__all__ = ["ShardError", "ShardIndex", "TarShardDataset", "find_shards", "index_shards", "shard_steps"]
+__all__ = ["ShardError", "ShardIndex", "TarShardDataset", "find_shards", "index_shards", "read_tar", "shard_steps"]
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff", "gif")
+TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # a cut, damaged or non-tar file (gzip's included)
 
 
 class ShardError(ValueError):
@@ -47,8 +53,35 @@ def _split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
 
 
+def _check_end(archive: tarfile.TarFile) -> None:
+    """Raise ``tarfile.ReadError`` unless two zero blocks follow the last member (read in stream mode, ``r|*``)."""
+    block = tarfile.BLOCKSIZE
+    read = archive.fileobj.tell() - archive.offset  # what tarfile read where the next header would be, and gave up on
+    rest = archive.fileobj.read(block) if read == block else b""
+    if read != block or len(rest) != block or rest.count(0) != block:
+        raise tarfile.ReadError(
+            f"it ends at byte {archive.offset + read + len(rest)} without the two zero blocks that end a tar after "
+            "its last member"
+        )
+
+
+def read_tar(
+    path: Path, wanted: Callable[[tarfile.TarInfo], bool] = lambda member: True, error: type[Exception] = ShardError
+) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    """``(member, bytes)`` of the files ``wanted`` picks, in one sequential pass; a file that is not a tar, is cut
+    short or lacks its end-of-archive marker is an ``error`` naming it."""
+    try:
+        with tarfile.open(path, mode="r|*") as archive:  # streamed: a header declaring huge sizes is not read at once
+            for member in archive:
+                if member.isfile() and wanted(member):
+                    yield member, archive.extractfile(member).read()
+            _check_end(archive)
+    except TAR_ERRORS as cause:
+        raise error(f"{path} cannot be read to the end: it is cut short or not a tar file ({cause})") from None
+
+
 def _samples(path: Path) -> Iterator[tuple[str, bytes, int]]:
-    """``(key, image bytes, label)`` in shard order, in one sequential pass; errors name the shard."""
+    """``(key, image bytes, label)`` in shard order, in one sequential pass; errors name the shard and sample."""
     current, parts = None, {}
 
     def finish() -> tuple[str, bytes, int]:
@@ -56,36 +89,33 @@ def _samples(path: Path) -> Iterator[tuple[str, bytes, int]]:
         if image is None or "cls" not in parts:
             missing = "image" if image is None else ".cls label"
             raise ShardError(f"{path}: sample {current!r} has no {missing} (members: {', '.join(sorted(parts))})")
-        try:
-            label = int(parts["cls"].decode().strip())
-        except ValueError:
-            raise ShardError(f"{path}: {current}.cls is not a class index: {parts['cls'][:20]!r}") from None
-        return current, image, label
+        text = parts["cls"].decode("ascii", "replace").strip()
+        if not (text.isascii() and text.isdigit()):  # int() would take -1, +3 and 1_0
+            raise ShardError(
+                f"{path}: sample {current!r} has {parts['cls'][:20]!r} in its .cls, not a class index (0, 1, 2, ...)"
+            )
+        return current, image, int(text)
 
-    try:
-        with tarfile.open(path, mode="r|*") as archive:
-            for member in archive:
-                if not member.isfile():
-                    continue
-                key, extension = _split_key(member.name)
-                if key != current:
-                    if current is not None:
-                        yield finish()
-                    current, parts = key, {}
-                parts[extension] = archive.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise ShardError(f"{path} cannot be read to the end: it is cut short or not a tar file ({error})") from None
+    for member, data in read_tar(path):
+        key, extension = _split_key(member.name)
+        if key != current:
+            if current is not None:
+                yield finish()
+            current, parts = key, {}
+        parts[extension] = data
     if current is not None:
         yield finish()
 
 
 @dataclass(frozen=True)
 class ShardIndex:
-    """What a split of shards holds: the shard files, images per shard and the class names."""
+    """What a split of shards holds: the shard files, images per shard and the class names; ``skipped_shards``
+    are the shards left out as unreadable (cut short) with ``skip_bad``."""
 
     shards: tuple[str, ...]
     counts: tuple[int, ...]
     classes: tuple[str, ...]
+    skipped_shards: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -94,39 +124,67 @@ class ShardIndex:
         return [sum(self.counts[rank::world_size]) for rank in range(world_size)]
 
 
-def index_shards(folder: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> ShardIndex:
-    """Count each shard's samples and find the classes (one pass over the shards; cached by name, size and time)."""
+def _classes(labels: dict[int, tuple[Path, str]], names_file: Path | None, names: str | None) -> tuple[str, ...]:
+    """The class names: ``classes.txt``'s lines, else ``0`` to the largest label. ``labels`` maps each label to the
+    first shard and sample holding it; a label beyond the classes is an error naming them."""
+    top = max(labels)
+    shard, key = labels[top]
+    if names_file is not None:
+        classes = tuple(line.strip() for line in names.splitlines() if line.strip())
+        if top >= len(classes):
+            raise ShardError(f"{shard}: sample {key!r} has class index {top}, but {names_file} names {len(classes)} "
+                             f"classes (indices 0 to {len(classes) - 1})")  # fmt: skip
+        return classes
+    # no classes.txt: a label far beyond those present is a mistake, not that many classes (each one a classifier row)
+    if top >= 10 * len(labels) + 1000:
+        raise ShardError(
+            f"{shard}: sample {key!r} has class index {top}, but the shards hold only {len(labels)} distinct labels; "
+            f"if there are {top + 1} or more classes, write them to a classes.txt (one name a line) beside the shards"
+        )
+    return tuple(str(i) for i in range(top + 1))
+
+
+def index_shards(
+    folder: str | os.PathLike, cache_dir: str | os.PathLike | None = None, skip_bad: bool = False
+) -> ShardIndex:
+    """Count each shard's samples, check the labels and find the classes, in one pass over the shards; cached by
+    every shard's path, size and time and by classes.txt. ``skip_bad`` leaves out (and lists) shards cut short."""
     folder = Path(folder)
     shards = find_shards(folder)
     if not shards:
         raise FileNotFoundError(f"no tar shards ({', '.join(SHARD_SUFFIXES)}) in {folder}")
-    stamp = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in shards]
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"shards-{zlib.crc32(json.dumps([str(folder.resolve()), stamp]).encode()):08x}.json"
-        if cache.is_file():
-            saved = json.loads(cache.read_text())
-            return ShardIndex(tuple(map(str, shards)), tuple(saved["counts"]), tuple(saved["classes"]))
-    counts, top = [], -1
-    for shard in shards:
-        labels = [label for _, _, label in _samples(shard)]
-        if not labels:
-            raise ShardError(f"{shard} holds no samples")
-        counts.append(len(labels))
-        top = max(top, *labels)
     names_file = next((p / "classes.txt" for p in (folder, folder.parent) if (p / "classes.txt").is_file()), None)
-    if names_file is not None:
-        classes = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
-        if len(classes) <= top:
-            raise ShardError(f"{names_file} names {len(classes)} classes, but the shards use class index {top}")
-    else:
-        classes = tuple(str(i) for i in range(top + 1))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"counts": counts, "classes": list(classes)}))
-        os.replace(partial, cache)
-    return ShardIndex(tuple(map(str, shards)), tuple(counts), classes)
+    names = names_file.read_text() if names_file is not None else None
+    entry = None
+    if cache_dir is not None:
+        key = cache_key("shards", file_stamps(shards), str(names_file), names, skip_bad)
+        entry = Path(cache_dir) / f"{key}.json"
+        if read_entry(entry):
+            saved = json.loads(entry.read_text())
+            return ShardIndex(*(tuple(saved[name]) for name in ("shards", "counts", "classes", "skipped_shards")))
+    kept, counts, skipped = [], [], []
+    labels: dict[int, tuple[Path, str]] = {}
+    for shard in shards:
+        try:
+            samples = [(key, label) for key, _, label in _samples(shard)]
+        except ShardError:
+            if not skip_bad:
+                raise
+            skipped.append(str(shard))
+            continue
+        if not samples:
+            raise ShardError(f"{shard} holds no samples")
+        for key, label in samples:
+            labels.setdefault(label, (shard, key))
+        kept.append(str(shard))
+        counts.append(len(samples))
+    if not kept:
+        raise ShardError(f"none of the {len(shards)} shards in {folder} can be read to the end")
+    index = ShardIndex(tuple(kept), tuple(counts), _classes(labels, names_file, names), tuple(skipped))
+    if entry is not None:
+        saved = {"shards": kept, "counts": counts, "classes": list(index.classes), "skipped_shards": skipped}
+        write_entry(entry, lambda path: path.write_text(json.dumps(saved)))
+    return index
 
 
 class TarShardDataset(torch.utils.data.IterableDataset):

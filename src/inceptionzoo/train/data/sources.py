@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .folder import ImageFileDataset, list_image_folder
+from .folder import DECODE_ERRORS, ImageFileDataset, list_image_folder
 from .in_memory import ImageTensors, balanced_split, load_dataset, split_validation, subset
 from .loaders import StreamLoader, TensorLoader
 from .shards import ShardIndex, TarShardDataset, find_shards, index_shards
@@ -86,8 +86,8 @@ def _image_size(path: str) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:  # reads the header only
             return image.size
-    except (OSError, ValueError):
-        return None  # unreadable: the streaming path reports or skips it
+    except DECODE_ERRORS:  # decompression bombs too
+        return None  # unreadable: the streaming path names it, or skips and counts it
 
 
 def _fits_in_memory(samples: list[tuple[str, int]], budget_gb: float) -> bool:
@@ -138,7 +138,7 @@ def open_splits(
     notes: list[str] = []
     if kind == "folder":
         samples, classes = list_image_folder(root / "train")
-        # with --skip-bad-images auto streams: the in-memory path cannot skip an image it fails to decode
+        # with --skip-bad-images auto streams: an image that fails only when decoded is then skipped every epoch
         in_memory = options.mode == "memory" or (
             options.mode == "auto" and not options.skip_bad and _fits_in_memory(samples, options.memory_budget_gb)
         )
@@ -169,11 +169,13 @@ def _in_memory(
     cfg = model.pretrained_cfg
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     train = test = None
+    read = {"cache_dir": options.cache_dir, "download": options.download, "skip_bad": options.skip_bad,
+            "memory_budget_gb": options.memory_budget_gb}  # fmt: skip
     for turn in (True, False):  # rank 0 decodes and caches first; the other ranks then read its cache
         if (rank == 0) == turn:
-            train = load_dataset(options.source, "train", cache_dir=options.cache_dir, download=options.download)
+            train = load_dataset(options.source, "train", **read)
             if options.eval_test:
-                test = load_dataset(options.source, split, cache_dir=options.cache_dir, download=options.download)
+                test = load_dataset(options.source, split, **read)
         barrier()
     if test is not None:
         _check_classes(train.classes, test.classes, f"{options.source} {split}/")
@@ -255,9 +257,15 @@ def _streamed_folder(
 
 def _shards(options, model, batch_size, size, rank, world_size, channels_last, pin_memory, notes, augment) -> Splits:
     root = Path(options.source)
-    train_index = index_shards(root / "train", cache_dir=options.cache_dir)
+    train_index = index_shards(root / "train", cache_dir=options.cache_dir, skip_bad=options.skip_bad)
     held_out = _held_out(root, shards=True)
-    held_index = index_shards(held_out, cache_dir=options.cache_dir) if held_out is not None else None
+    held_index = None
+    if held_out is not None:
+        held_index = index_shards(held_out, cache_dir=options.cache_dir, skip_bad=options.skip_bad)
+    for index in (train_index, held_index):
+        if index is not None and index.skipped_shards:
+            notes.append(f"{len(index.skipped_shards)} shard(s) cut short or unreadable left out (--skip-bad-images): "
+                         f"{', '.join(index.skipped_shards)}")  # fmt: skip
     if held_index is not None and len(held_index.classes) > len(train_index.classes):
         raise ValueError(f"{held_out} has class indices up to {len(held_index.classes) - 1}, but train/ only "
                          f"{len(train_index.classes) - 1}")  # fmt: skip
@@ -324,7 +332,7 @@ def open_eval_split(
     root = Path(source)
     if source.startswith("torchvision:") or root.is_file():
         split = split or "test"
-        data = load_dataset(source, split, cache_dir=cache_dir)
+        data = load_dataset(source, split, cache_dir=cache_dir, skip_bad=skip_bad)
         if subset_size:
             data = subset(data, subset_size, seed=seed)
         cfg = model.pretrained_cfg
@@ -342,7 +350,7 @@ def open_eval_split(
     if not folder.is_dir():
         raise FileNotFoundError(f"no {split}/ split in {root}")
     if find_shards(folder):
-        index = index_shards(folder, cache_dir=cache_dir)
+        index = index_shards(folder, cache_dir=cache_dir, skip_bad=skip_bad)
         dataset = TarShardDataset(index, eval_transform(model, size), rank=rank, world_size=world_size,
                                   skip_bad=skip_bad, chunk=min(batch_size, 32))  # fmt: skip
         classes = index.classes
