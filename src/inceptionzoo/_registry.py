@@ -42,6 +42,8 @@ class InceptionPretrainedCfg(PretrainedCfg):
     top5: float | None = None
     paper_row: str = ""  # e.g. "Table 3, row 5: Inception-v2 RMSProp"
     quantized: str = ""  # int8 weights: the quantized engine they were packed for ("fbgemm"); "" for float weights
+    dataset: str = ""  # what the weights were trained on, where a training run wrote it ("" for the published tags)
+    fine_tuned_from: str = ""  # the weights a training run started from ("arch.tag"), "" when trained from scratch
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InceptionPretrainedCfg:

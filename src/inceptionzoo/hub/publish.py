@@ -32,8 +32,10 @@ def model_card(
         "Classes": model.num_classes,
         "Image size": f"{cfg.get('input_size')}",
         "Model arguments": f"`{json.dumps(model_args, sort_keys=True)}`",
-        "Dataset": "CIFAR-10" if model.num_classes == 10 else "ImageNet-1k",
+        "Dataset": _dataset(cfg),
     }
+    if cfg.get("fine_tuned_from"):
+        details["Fine-tuned from"] = f"`{cfg['fine_tuned_from']}`"
     if cfg.get("paper_name"):
         details["Paper"] = f"{cfg['paper_name']} ({cfg.get('paper_ids') or 'no identifier'})"
     details.update({k: cfg[k] for k in ("top1", "top5") if cfg.get(k) is not None})
@@ -48,6 +50,14 @@ def model_card(
         f'model = inceptionzoo.create_model("hf-hub:{name}", pretrained=True).eval()\n'
         "transform = inceptionzoo.create_transform(model)\n```",
     }
+
+
+def _dataset(cfg: dict[str, Any]) -> str:
+    """What the weights were trained on: the field a training run writes, else what a published tag's ``in1k``
+    suffix says (timm's naming), else unknown: never a guess from the number of classes."""
+    if cfg.get("dataset"):
+        return cfg["dataset"]
+    return "ImageNet-1k" if str(cfg.get("tag") or "").endswith("in1k") else "unknown"
 
 
 def _jsonable(value: Any) -> Any:

@@ -27,7 +27,8 @@ _HELP = {
     "pretrained": "start from the model's pretrained weights (the classifier is replaced to fit the data's classes, "
     "images are resized to the weights' input size)",
     "download": "with --data torchvision:ROOT, download CIFAR-10 into ROOT if it is not there",
-    "cache_dir": "where decoded datasets are cached (default: ~/.cache/inceptionzoo/datasets)",
+    "cache_dir": "where decoded datasets, shard indexes and --freeze features are cached (default: "
+    "$INCEPTIONZOO_CACHE, else ~/.cache/inceptionzoo/datasets)",
     "recipe": "training recipe (momentum_sgd, rmsprop, rmsprop_label_smoothing, googlenet, cifar, cifar_fast); "
     "default: the one the model's paper row or MODEL_RECIPES names",
     "epochs": "epochs to train (default: the recipe's)",
@@ -55,7 +56,7 @@ _HELP = {
     "threads": "CPU threads per process (default: torch's choice)",
     "device": "auto (CUDA when present), cuda or cpu",
     "resume": "continue the run whose output folder (or checkpoint folder) this is, exactly where it stopped",
-    "keep_checkpoints": "how many epoch checkpoints to keep (default: %(default)s)",
+    "keep_checkpoints": "how many epoch checkpoints to keep, 1 or more (default: %(default)s)",
     "progress": "show progress: a tqdm bar on a terminal, else one line every --log-every steps (default on)",
     "data_mode": "auto (in memory when every image has one size and the split fits --memory-budget-gb, else "
     "streamed), memory or stream (default: %(default)s)",

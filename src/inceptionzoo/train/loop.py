@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data.sources import DataOptions, Splits, open_splits
+from .data.cache import default_cache_dir
+from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
 from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
 from .recipes import (
@@ -34,9 +35,17 @@ from .recipes import (
     set_lookahead_alpha,
 )
 from .reporting import MetricsLog, plot_metrics
-from .resume import LATEST, find_checkpoint, load_training_state, save_training_state
+from .resume import (
+    LATEST,
+    RunFolderLockedError,
+    RunLock,
+    find_checkpoint,
+    load_training_state,
+    remove_stale_partials,
+    save_training_state,
+)
 
-__all__ = ["TrainConfig", "fit"]
+__all__ = ["TrainConfig", "describe_trained_model", "fit"]
 
 
 @dataclass
@@ -112,11 +121,6 @@ _RECIPE_OVERRIDES = (
     "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
     "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
 )  # fmt: skip
-
-
-def _default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "inceptionzoo" / "datasets"
 
 
 class _Distributed:
@@ -265,7 +269,11 @@ def fit(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; returns the summary also written to ``<output>/summary.json``."""
     started = time.perf_counter()
     env = _Distributed(config.device)
+    lock = None
     try:
+        if not config.output:
+            config = replace(config, output=_new_run_folder(config.model, env))
+        lock = _lock_output(Path(config.output), env)
         run = _Run(config, env, started)
         if config.freeze:
             from .probe import fit_frozen
@@ -273,7 +281,81 @@ def fit(config: TrainConfig) -> dict[str, Any]:
             return fit_frozen(run)
         return run.train()
     finally:
+        if lock is not None:
+            lock.release()
         env.close()
+
+
+def _lock_output(output: Path, env: _Distributed) -> RunLock | None:
+    """Rank 0 locks the output folder for the run (the other ranks share its lock); every rank stops when it is
+    held by another run, with the error naming that run."""
+    lock, refused = None, [""]
+    if env.is_main:
+        try:
+            lock = RunLock(output)
+        except RunFolderLockedError as error:
+            refused = [str(error)]
+    if env.world_size > 1:
+        dist.broadcast_object_list(refused, src=0)
+    if refused[0]:
+        raise RunFolderLockedError(refused[0])
+    for note in lock.notes if lock is not None else []:
+        print(note, flush=True)
+    return lock
+
+
+def _refuse_finished(resume: str) -> None:
+    """A ``--resume`` of a run that trained all its epochs and wrote its summary is an error saying so."""
+    run_folder = find_checkpoint(resume).parent.parent
+    try:
+        summary = json.loads((run_folder / "summary.json").read_text())
+        done, epochs = summary["final"]["epoch"], summary["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no (readable) summary: the run did not finish
+    if done >= epochs:
+        raise ValueError(
+            f"{run_folder} is a finished run: all {epochs} epochs trained, its model saved in "
+            f"{run_folder / 'model'}; there is nothing to resume. To train on, start a new run (with more --epochs, "
+            "or fine-tuning that model)"
+        )
+
+
+def describe_trained_model(
+    cfg: dict[str, Any],
+    *,
+    pretrained: bool,
+    size: int,
+    classes: tuple[str, ...] | list[str],
+    dataset: str,
+    accuracy: tuple[str, float, float] | None,
+    freeze: bool = False,
+) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a model this run trained: its own data, classes, image size and accuracy
+    (``(split, top1, top5)``), none of the published weights' claims (tag, accuracy, description, origin)."""
+    arch = cfg.get("architecture") or "model"
+    source = f"{arch}.{cfg['tag']}" if pretrained and cfg.get("tag") else arch
+    if freeze:
+        how = f"a classifier trained on {source}'s frozen features"
+    else:
+        how = f"fine-tuned from {source}" if pretrained else "trained from scratch"
+    in_chans = (cfg.get("input_size") or (3,))[0]
+    notes = (f"top1/top5 measured on the {accuracy[0]} split of {dataset} at {size}x{size}",) if accuracy else None
+    return {
+        **cfg,
+        "tag": None,
+        "url": None, "file": None, "hf_hub_id": None, "hf_hub_filename": None, "origin_url": None,
+        "description": f"{arch} {how} on {dataset} by inceptionzoo.",
+        "dataset": dataset,
+        "fine_tuned_from": source if pretrained else None,
+        "top1": accuracy[1] if accuracy else None,
+        "top5": accuracy[2] if accuracy else None,
+        "notes": notes,
+        "input_size": (in_chans, size, size),
+        "test_input_size": (in_chans, size, size),
+        "test_crop_pct": cfg.get("crop_pct"),  # the evaluation crop this run used
+        "num_classes": len(classes),
+        "label_names": list(classes),
+    }  # fmt: skip
 
 
 class _Run:
@@ -293,6 +375,9 @@ class _Run:
             )
         if config.grad_accum < 1:
             raise ValueError(f"--grad-accum must be 1 or more, got {config.grad_accum}")
+        if config.keep_checkpoints < 1:
+            raise ValueError(f"--keep-checkpoints must be 1 or more (resuming needs the latest), got "
+                             f"{config.keep_checkpoints}")  # fmt: skip
         if not config.data:
             raise ValueError(
                 "no data: pass --data PATH (an ImageFolder folder, a folder of tar shards, or a .tar.gz) or "
@@ -302,7 +387,9 @@ class _Run:
         self.output = Path(config.output or _new_run_folder(config.model, env))
         self.config = config = replace(config, output=str(self.output))
         self.checkpoints = self.output / "checkpoints"
-        self.cache_dir = str(config.cache_dir or _default_cache_dir())
+        self.cache_dir = str(config.cache_dir or default_cache_dir())
+        if config.resume is not None:
+            _refuse_finished(config.resume)
         if config.resume is None and (self.checkpoints / LATEST).exists():
             raise FileExistsError(
                 f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
@@ -391,7 +478,7 @@ class _Run:
         net = self._wrap(model)
         total_updates = recipe.epochs * updates_per_epoch
         lookahead = partial(set_lookahead_alpha, optimizer, total_updates=total_updates) if recipe.lookahead else None
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = self.last_row(metrics, start_epoch)
         for epoch in range(start_epoch, recipe.epochs):
             epoch_start = time.perf_counter()
             unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
@@ -519,11 +606,20 @@ class _Run:
             grad_scaler.load_state_dict(state["grad_scaler"])
         return state["epoch"] + 1, state["train_seconds"]
 
+    @staticmethod
+    def last_row(metrics: MetricsLog | None, start_epoch: int) -> dict[str, Any]:
+        """The metrics of the epoch before ``start_epoch``: what ``finish`` reports when no epoch is left to run (a
+        run stopped after its last checkpoint, before its summary)."""
+        if metrics is not None and metrics.rows:
+            return dict(metrics.rows[-1])
+        return {"epoch": start_epoch - 1}
+
     def announce(self, resolved: dict, start_epoch: int) -> MetricsLog | None:
         if not self.env.is_main:
             return None
         config, env, recipe, splits = self.config, self.env, self.recipe, self.splits
         self.output.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.output)  # temporary files of a run killed mid-write
         (self.output / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
         val_images = splits.val.images * env.world_size if splits.val is not None else 0
         print(
@@ -619,24 +715,47 @@ class _Run:
             test_stats = test_stats or self.evaluate(self.splits.test, ema)
             summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
                                "top5": test_stats.top5, "flip_tta": self.config.flip_tta,
-                               "translate_tta": self.recipe.translate_tta}  # fmt: skip
+                               "translate_tta": self.recipe.translate_tta,
+                               "skipped_images": self._all_ranks_sum(self.splits.test.skipped)}  # fmt: skip
         if env.world_size > 1:
             summary["replicas_identical"] = _replicas_identical(self.model)
         summary["wall_seconds"] = time.perf_counter() - self.started
         if env.is_main:
             from ..hub import save_pretrained
 
-            save_pretrained(unwrap_model(ema.module if ema is not None else self.model), self.output / "model")
+            saved = unwrap_model(ema.module if ema is not None else self.model)
+            saved.pretrained_cfg = describe_trained_model(
+                saved.pretrained_cfg, pretrained=self.config.pretrained, size=self.size, classes=self.splits.classes,
+                dataset=self.dataset_name(), accuracy=self._accuracy(summary, row), freeze=self.config.freeze,
+            )  # fmt: skip
+            save_pretrained(saved, self.output / "model")
             (self.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             if "test" in summary and metrics is not None:  # the curve gets the headline figure
                 test_top1 = summary["test"]["top1"]
                 plot_metrics(metrics.rows, self.output / "metrics.png", self.config.model, test_top1=test_top1)
-                print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%", flush=True)
+                skipped = summary["test"]["skipped_images"]
+                print(f"test: top-1 {summary['test']['top1']:.2f}%  top-5 {summary['test']['top5']:.2f}%"
+                      f"{f'  ({skipped} unreadable images skipped)' if skipped else ''}", flush=True)  # fmt: skip
             print(f"done in {summary['wall_seconds'] / 60:.1f} min; weights in {self.output / 'model'}", flush=True)
         # every rank leaves together, once rank 0 has written the run: no rank tears the process group down while
         # another still uses it
         env.barrier()
         return summary
+
+    def dataset_name(self) -> str:
+        """What the model was trained on, as its saved config names it: ``--data``'s name and kind."""
+        data = self.config.data
+        if data.startswith("torchvision:"):
+            return "CIFAR-10 (torchvision)"
+        return f"{Path(data).resolve().name} ({source_kind(data)})"
+
+    @staticmethod
+    def _accuracy(summary: dict[str, Any], row: dict[str, Any]) -> tuple[str, float, float] | None:
+        if "test" in summary:
+            return "test", summary["test"]["top1"], summary["test"]["top5"]
+        if "val_top1" in row:
+            return "val", row["val_top1"], row["val_top5"]
+        return None
 
 
 def config_fields() -> list[str]:

@@ -2,14 +2,14 @@
 
 A linear probe needs the backbone's pooled features of every image, not a backward pass through it: they are
 computed once in evaluation mode (the weights' preprocessing, no augmentation), cached on disk keyed by the weights,
-data and image size, and the classifier is then trained for the recipe's epochs on those vectors with the same
+the preprocessing and the data itself (every image file with its label and stamp, a shard index, or a digest of
+images held in memory), and the classifier is then trained for the recipe's epochs on those vectors with the same
 epoch loop, optimizer, schedule and weight averaging as full training. The final model is the whole network with
 the trained classifier in place, saved like any other run.
 """
 
 import copy
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import CheckpointError, _read_pickled
+from .data.cache import cache_key, file_stamps, read_entry, write_entry
 from .engine import EpochStats, _autocast, _split_outputs, evaluate, train_one_epoch, unwrap_model
 from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
 
@@ -93,23 +95,45 @@ def _fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def _data_fingerprint(loader: Any) -> list[Any]:
+    """What a split's features are made from: each image file with its label and stamp (streamed folders), the
+    shard index with the shards' stamps (shards), or a digest of the labels and images (in memory)."""
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "samples"):
+        samples = list(dataset.samples)
+        stamps = file_stamps(path for path, _ in samples)
+        return ["folder", [[*stamp, label] for stamp, (_, label) in zip(stamps, samples, strict=True)]]
+    if hasattr(dataset, "index"):
+        index = dataset.index
+        return ["shards", list(index.shards), list(index.counts), list(index.classes), file_stamps(index.shards)]
+    data = getattr(loader, "data", None)
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        digest = hashlib.sha256()
+        for tensor in (data.labels, data.images):
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy())  # the buffer itself, no copy
+        return ["memory", list(data.classes), digest.hexdigest()]
+    raise TypeError(f"--freeze cannot tell what data a {type(loader).__name__} holds, so cannot cache its features")
+
+
 def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Features of one split from the cache, or computed (and cached) now; also the seconds it took."""
     config, env = run.config, run.env
-    key = json.dumps([config.model, config.pretrained, _fingerprint(run.model), str(Path(config.data).resolve())
-                      if not config.data.startswith("torchvision:") else config.data, split_name, run.size,
-                      config.subset, config.val_size, config.seed, env.rank, env.world_size])  # fmt: skip
-    name = f"features-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-    cache = Path(run.cache_dir) / name
     began = time.perf_counter()
-    if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        return saved["features"], saved["labels"], time.perf_counter() - began
+    preprocessing = {k: run.model.pretrained_cfg.get(k) for k in ("mean", "std", "crop_pct", "crop_mode",
+                                                                  "interpolation")}  # fmt: skip
+    key = cache_key("features", config.model, config.pretrained, _fingerprint(run.model), split_name, run.size,
+                    preprocessing, list(run.splits.classes), env.rank, env.world_size,
+                    _data_fingerprint(loader))  # fmt: skip
+    cache = Path(run.cache_dir) / f"{key}.pt"
+    if read_entry(cache):
+        try:
+            saved = _read_pickled(cache)
+            return saved["features"], saved["labels"], time.perf_counter() - began
+        except (CheckpointError, KeyError, TypeError):
+            pass  # an unreadable entry is computed again and replaced
     features, labels = extract_features(run.model, loader.epoch(0), run.autocast_dtype, env.device, count=loader.images)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".partial")
-    torch.save({"features": features, "labels": labels}, partial)
-    partial.replace(cache)
+    write_entry(cache, lambda path: torch.save({"features": features, "labels": labels}, path))
     return features, labels, time.perf_counter() - began
 
 
@@ -157,7 +181,7 @@ def fit_frozen(run: Any) -> dict[str, Any]:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
     loss_fn = create_loss(recipe)
-    row: dict[str, Any] = {}
+    row = run.last_row(metrics, start_epoch)
 
     def evaluate_features(name: str) -> EpochStats:
         features, labels = extracted[name]

@@ -5,10 +5,16 @@ import csv
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 __all__ = ["MetricsLog", "plot_metrics"]
+
+
+def _partial(path: Path) -> Path:
+    """A temporary name beside ``path`` unique to this process and call, so two writers never share one."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
 
 
 class MetricsLog:
@@ -39,9 +45,12 @@ class MetricsLog:
         for row in self.rows:
             fields += [key for key in row if key not in fields]
         for path, text in ((self.jsonl_path, self._jsonl()), (self.csv_path, self._csv(fields))):
-            partial = path.with_name(f".{path.name}.partial")
-            partial.write_text(text)
-            os.replace(partial, path)
+            partial = _partial(path)
+            try:
+                partial.write_text(text)
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
 
     def _jsonl(self) -> str:
         return "".join(json.dumps(row) + "\n" for row in self.rows)
@@ -92,8 +101,11 @@ def plot_metrics(
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    figure.savefig(partial, dpi=110)
-    plt.close(figure)
-    os.replace(partial, path)
+    partial = _partial(path)
+    try:
+        figure.savefig(partial, dpi=110, format=path.suffix.lstrip(".") or "png")
+        os.replace(partial, path)
+    finally:
+        plt.close(figure)
+        partial.unlink(missing_ok=True)
     return path

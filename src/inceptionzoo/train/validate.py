@@ -5,7 +5,8 @@ The model is a registered name (``inception_v3.tv_in1k`` with ``pretrained=True`
 train`` reads. Images get the weights' own preprocessing (``pretrained_cfg``: resize by ``crop_pct``, centre crop,
 interpolation, mean and std). The results are a row in the layout of timm's ``validate.py`` results files
 (``model, top1, top1_err, top5, top5_err, param_count, img_size, crop_pct, interpolation``) plus loss and speed.
-Under torchrun every rank evaluates its share of the images and the figures are summed over all of them.
+Under torchrun every rank evaluates its share of the images and the figures are summed over all of them. A training
+run's folder (or its ``model/``) is evaluated with that run's autocast setting unless ``amp`` is given.
 """
 
 import argparse
@@ -25,7 +26,7 @@ from torch import nn
 from .data.sources import open_eval_split
 from .engine import evaluate
 
-__all__ = ["check_class_order", "main", "resolve_model_source", "validate"]
+__all__ = ["check_class_order", "main", "resolve_model_source", "run_amp", "validate"]
 
 SYNSET = re.compile(r"^n\d{8}$")
 
@@ -39,6 +40,19 @@ def resolve_model_source(model: str) -> tuple[str, bool]:
                 return f"local-dir:{folder}", True
         raise FileNotFoundError(f"{path} is a folder but neither it nor {path / 'model'} holds a config.json")
     return model, model.startswith(("hf-hub:", "local-dir:"))
+
+
+def run_amp(model: str) -> str | None:
+    """The ``--amp`` a training run used, when ``model`` is its output folder or its ``model/`` folder."""
+    path = Path(model)
+    for folder in (path, path.parent) if path.name == "model" else (path,):
+        try:
+            saved = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and isinstance(saved.get("amp"), str) and "resolved_recipe" in saved:
+            return saved["amp"]
+    return None
 
 
 def check_class_order(model: nn.Module, classes: Sequence[str], where: str) -> None:
@@ -75,7 +89,7 @@ def validate(
     checkpoint: str | None = None,
     batch_size: int = 64,
     workers: int | None = None,
-    amp: str = "none",
+    amp: str | None = None,
     channels_last: bool = True,
     optimize: bool = False,
     image_size: int | None = None,
@@ -86,11 +100,17 @@ def validate(
     cache_dir: str | None = None,
     check_classes: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on a split of ``data`` (``val/``, else ``test/``); returns timm's results row."""
+    """Evaluate ``model`` on a split of ``data`` (``val/``, else ``test/``); returns timm's results row.
+
+    ``amp`` None is the training run's own setting when ``model`` is a run's folder, else ``none``."""
     from .. import create_model
     from ..complexity import count_parameters
     from ..inference import optimize_for_inference
-    from .loop import _autocast_dtype, _default_cache_dir, _Distributed, default_workers
+    from .data.cache import default_cache_dir
+    from .loop import _autocast_dtype, _Distributed, default_workers
+
+    if amp is None:
+        amp = (run_amp(model) if isinstance(model, str) else None) or "none"
 
     env = _Distributed(device)
     try:
@@ -105,7 +125,7 @@ def validate(
         loader, classes, where = open_eval_split(
             data, net, batch_size, size, split=split,
             workers=workers if workers is not None else default_workers(env.world_size), rank=env.rank,
-            world_size=env.world_size, channels_last=channels_last, cache_dir=cache_dir or str(_default_cache_dir()),
+            world_size=env.world_size, channels_last=channels_last, cache_dir=cache_dir or str(default_cache_dir()),
             skip_bad=skip_bad_images, subset_size=subset,
         )  # fmt: skip
         if checkpoint is not None and not isinstance(model, nn.Module):
@@ -139,6 +159,7 @@ def validate(
         "images": stats.images,
         "images_per_s": round(stats.images / seconds, 2),
         "skipped_images": loader.skipped,
+        "amp": amp,
         "data": where,
     }
 
@@ -174,13 +195,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "sized for the data's classes)")  # fmt: skip
     add("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
     add("--workers", type=int, default=None, help="DataLoader workers that decode the images (default: cores - 1)")
-    add("--amp", default="none", help="autocast dtype: none, bf16, fp16 (CUDA) or auto (default: %(default)s)")
+    add("--amp", default=None, help="autocast dtype: none, bf16, fp16 (CUDA) or auto (default: a training run's "
+        "own setting for its folder, else none)")  # fmt: skip
     add("--channels-last", action=argparse.BooleanOptionalAction, default=True, help="channels_last layout")
     add("--optimize", action="store_true", help="run optimize_for_inference's copy (BN folded, fused, merged)")
     add("--image-size", type=int, default=None, help="evaluate at this size (default: the weights')")
     add("--device", default="auto", help="auto, cuda or cpu")
     add("--flip-tta", action="store_true", help="average each image's logits with its mirror's")
     add("--subset", type=int, default=None, help="a class-balanced N images of the split, for a quick look")
+    add("--cache-dir", default=None, help="where decoded datasets and shard indexes are cached (default: "
+        "$INCEPTIONZOO_CACHE, else ~/.cache/inceptionzoo/datasets)")  # fmt: skip
     add("--skip-bad-images", action="store_true", help="skip unreadable images (counted) instead of stopping")
     add("--no-class-check", action="store_true", help="do not check the data's classes against the model's")
     add("--results-file", default=None, help="append the row to this CSV, or write it to this .json")
@@ -194,7 +218,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             args.model, args.data, split=args.split, pretrained=args.pretrained, checkpoint=args.checkpoint,
             batch_size=args.batch_size, workers=args.workers, amp=args.amp, channels_last=args.channels_last,
             optimize=args.optimize, image_size=args.image_size, device=args.device, flip_tta=args.flip_tta,
-            subset=args.subset, skip_bad_images=args.skip_bad_images, check_classes=not args.no_class_check,
+            subset=args.subset, skip_bad_images=args.skip_bad_images, cache_dir=args.cache_dir,
+            check_classes=not args.no_class_check,
         )  # fmt: skip
     except (ValueError, RuntimeError, FileNotFoundError, TypeError) as error:
         print(f"{prog or 'inceptionzoo validate'}: error: {error}", file=sys.stderr)
