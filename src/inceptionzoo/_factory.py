@@ -137,11 +137,36 @@ def _from_hub_config(
     model_args = config.get("model_args") or {}
     if not isinstance(stored, dict) or not isinstance(model_args, dict):
         raise ValueError(f"{source}: config.json's pretrained_cfg and model_args must be JSON objects")
+    if source.startswith("hf-hub:"):
+        _check_hub_weights_fields(source, stored)
     # from_dict ignores fields it does not know (those of newer timm versions), as timm does
     cfg = InceptionPretrainedCfg.from_dict({**stored, "architecture": arch, **weights})
+    if source.startswith("hf-hub:"):
+        cfg = replace(cfg, file=None)
+    else:  # local-dir: the folder's own model.safetensors
+        cfg = replace(cfg, hf_hub_id=None, hf_hub_filename=None)
     cfg = replace(cfg, num_classes=config.get("num_classes", cfg.num_classes), url=None, source=source)
     kwargs = {**model_args, **model_kwargs}
     kwargs.setdefault("num_classes", cfg.num_classes)
     if config.get("global_pool") and "global_pool" not in kwargs:
         kwargs["global_pool"] = config["global_pool"]
     return source, cfg, kwargs
+
+
+def _check_hub_weights_fields(source: str, stored: dict[str, Any]) -> None:
+    """Refuse a Hub repo's pretrained config that names weights outside the repo (a local file, a URL, another
+    repo, a path out of it): the weights of ``hf-hub:org/x`` are that repo's own files, hash-checked."""
+    from .hub.download import is_repo_filename
+
+    repo_id = source[len("hf-hub:") :].partition("@")[0]
+    for field in ("file", "url", "hf_hub_id", "hf_hub_filename"):
+        value = stored.get(field)
+        if value in (None, "") or (field, value) == ("hf_hub_id", repo_id):
+            continue  # nothing, or the repo's own id (as older timm configs record it)
+        if field == "hf_hub_filename" and is_repo_filename(value):
+            continue
+        raise ValueError(
+            f"{source}: its config.json sets pretrained_cfg.{field} to {value!r}, which is outside the repo "
+            f"{repo_id}; a Hub repo's config may only name a file of its own repo (pretrained_cfg.hf_hub_filename, a "
+            "relative path), so its weights are the repo's own, checked against their published hash"
+        )

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import _compat_pickle
-import io
 import os
 import pickle
 import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ __all__ = [
     "load_pretrained_weights",
     "load_quantized_state_dict",
     "load_state_dict",
+    "read_pickled",
 ]
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
@@ -40,7 +41,8 @@ class CheckpointMismatchError(CheckpointError):
 
 
 class CorruptCheckpointError(CheckpointError):
-    """A checkpoint file that cannot be read (empty, truncated, not a checkpoint) or holds NaN / infinite weights."""
+    """A checkpoint file that cannot be read (empty, truncated, not a checkpoint, a pickle far beyond what a state
+    dict needs) or holds NaN / infinite weights."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -53,6 +55,21 @@ _EXPECTED_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "bui
 
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
+_MiB = 1 << 20
+# a state dict's pickle holds names, shapes and storage keys, not tensor data (separate zip records): a few MiB even
+# for large models, so this leaves room for any real one and keeps a zip bomb away from torch.load
+_MAX_PICKLE_BYTES = 64 * _MiB
+# deflate packs a state dict's pickle a few times; far more means a long run of one repeated opcode
+_MAX_PICKLE_RATIO = 100
+# a state dict takes a few dozen opcodes per tensor; millions of MARKs or lists cost torch's unpickler gigabytes
+_MAX_PICKLE_OPCODES = 1_000_000
+# torch's legacy (non-zip) format is five pickles in a row, then raw tensor bytes; torch unpickles no more than these
+_MAX_PICKLES = 5
+# what the scan keeps: memoized names (for STACK_GLOBAL), their length, and the names a refusal lists
+_MAX_MEMO_NAMES = 10_000
+_MAX_NAME_LENGTH = 1_000
+_MAX_LISTED = 20
+
 
 def _python3_name(dotted: str) -> str:
     """The name Python 3's unpickler imports for a protocol 0-2 pickle's Python 2 name (``__builtin__.eval``)."""
@@ -63,74 +80,186 @@ def _python3_name(dotted: str) -> str:
     return f"{module}.{name}"
 
 
-def _pickle_globals(data: bytes) -> set[str]:
-    """Every ``module.name`` a pickle stream would import, read statically (nothing is unpickled).
+def _size_text(size: int) -> str:
+    return f"{size / _MiB:.1f} MiB" if size >= _MiB else f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} bytes"
 
-    Written by hand because torch's own scan (``get_unsafe_globals_in_checkpoint``) reads only zip checkpoints and
-    exists only in newer torch. Several pickles in a row (torch's legacy format) are read until the first that is not
-    one. ``STACK_GLOBAL`` takes its two names from the strings pushed or fetched from the memo before it.
+
+class _BoundedReader:
+    """A stream whose reads stop at ``limit`` bytes in all, so a length declared in a pickle cannot make the scan
+    read a whole file into memory; a read past it ends the scan as the end of the pickle data would."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.left:
+            raise EOFError("the scan's byte bound")
+        data = self.raw.read(size)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.raw.readline(min(self.left, _MiB))
+        self.left -= len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+class _GlobalsScan:
+    """Every ``module.name`` a pickle stream would import beyond what torch's own checkpoints import, read statically
+    (nothing is unpickled), in bounded memory: at most ``_MAX_PICKLE_OPCODES`` opcodes, and of the pickle's values
+    only the two last pushed and the memoized names that ``STACK_GLOBAL`` may fetch.
+
+    Written by hand because torch's own scan (``get_unsafe_globals_in_checkpoint``) reads only zip checkpoints, exists
+    only in newer torch and keeps the whole pickle in memory. ``STACK_GLOBAL`` takes its two names from the strings
+    pushed or fetched from the memo before it.
     """
-    found: set[str] = set()
-    memo: dict[int, str | None] = {}
-    strings: list[str | None] = []
-    stream = io.BytesIO(data)
-    while stream.tell() < len(data):
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+        self.opcodes = 0
+        self.stopped = False  # the opcode bound was reached before the pickle ended
+
+    def read(self, stream: IO[bytes], size: int) -> None:
+        """Scan the pickles at the start of ``stream`` (``size`` bytes), until the first that is not one."""
+        reader = _BoundedReader(stream, min(size, _MAX_PICKLE_BYTES))
+        for _ in range(_MAX_PICKLES):
+            if self.stopped or reader.left <= 0 or stream.tell() >= size:
+                return
+            imports = self._one_pickle(reader)
+            if imports is None:
+                return  # not (or no longer) a pickle: the raw tensor bytes of the legacy format, or garbage
+            self.found |= imports
+
+    def _one_pickle(self, reader: _BoundedReader) -> set[str] | None:
+        """The names one pickle imports; None when it does not read to its end (the bound stops it with its names)."""
         imports: set[str] = set()
+        memo: dict[int, str] = {}
+        memo_length = 0
+        last: tuple[str | None, str | None] = (None, None)
         try:
-            for opcode, arg, _ in pickletools.genops(stream):
+            for opcode, arg, _ in pickletools.genops(reader):
+                self.opcodes += 1
+                if self.opcodes > _MAX_PICKLE_OPCODES:
+                    self.stopped = True
+                    self.found |= imports
+                    return None
+                name = opcode.name
                 pushed: str | None = None
-                if opcode.name in ("GLOBAL", "INST"):
-                    imports.add(".".join(str(arg).split(" ", 1)))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and None not in strings[-2:]:
-                    imports.add(f"{strings[-2]}.{strings[-1]}")
-                elif "UNICODE" in opcode.name or "STRING" in opcode.name:
-                    pushed = str(arg)
-                elif opcode.name == "MEMOIZE":
-                    memo[len(memo)] = strings[-1] if strings else None
+                if name in ("GLOBAL", "INST"):
+                    self._add(imports, ".".join(str(arg).split(" ", 1)))
+                elif name == "STACK_GLOBAL" and None not in last:
+                    self._add(imports, f"{last[0]}.{last[1]}")
+                elif "UNICODE" in name or "STRING" in name:
+                    text = str(arg)
+                    pushed = (
+                        text
+                        if len(text) <= _MAX_NAME_LENGTH and all(p.isidentifier() for p in text.split("."))
+                        else None
+                    )
+                elif name == "MEMOIZE" or name.endswith("PUT"):
+                    index = memo_length if name == "MEMOIZE" else int(arg)
+                    memo_length = max(memo_length, index + 1)
+                    memo.pop(index, None)
+                    if last[1] is not None and len(memo) < _MAX_MEMO_NAMES:
+                        memo[index] = last[1]
                     continue
-                elif opcode.name.endswith("PUT"):
-                    memo[int(arg)] = strings[-1] if strings else None
-                    continue
-                elif opcode.name.endswith("GET"):
+                elif name.endswith("GET"):
                     pushed = memo.get(int(arg))
-                strings.append(pushed)
-        except (ValueError, EOFError, pickle.UnpicklingError, struct.error):
-            break  # not (or no longer) a pickle: the raw tensor bytes of the legacy format, or garbage
-        found |= {_python3_name(name) for name in imports if _DOTTED_NAME.fullmatch(name)}  # a pickle read to its end
-    return found
+                last = (last[1], pushed)
+        except (
+            ValueError,
+            EOFError,
+            OverflowError,
+            pickle.UnpicklingError,
+            struct.error,
+            zipfile.BadZipFile,
+            zlib.error,
+        ):
+            return None  # what genops raises on what is not a pickle, and a damaged zip record's errors (CRC, zlib)
+        return imports
+
+    @staticmethod
+    def _add(imports: set[str], dotted: str) -> None:
+        if len(imports) < _MAX_LISTED and _DOTTED_NAME.fullmatch(dotted):
+            name = _python3_name(dotted)
+            if not name.startswith(_EXPECTED_GLOBALS):
+                imports.add(name)
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    """What a refused pickle would import: torch's answer where the installed torch has it, else our own scan."""
-    ask_torch = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
-    if ask_torch is not None and zipfile.is_zipfile(path):
-        try:
-            return sorted(_python3_name(name) for name in ask_torch(str(path)))  # torch gives the raw names
-        except Exception:  # a zip that is not a torch.save checkpoint: scan it ourselves
-            pass
-    data = path.read_bytes()
+def _pickle_records(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The pickle records of a zip checkpoint, refused when their declared sizes could not be a state dict's."""
+    records = [info for info in archive.infolist() if info.filename.endswith(".pkl")]
+    for info in records:
+        size, packed = info.file_size, info.compress_size
+        if size > _MAX_PICKLE_BYTES:
+            raise CorruptCheckpointError(
+                f"{path} was refused: its pickle record {info.filename} unpacks to {_size_text(size)} (from "
+                f"{_size_text(packed)}), more than the {_size_text(_MAX_PICKLE_BYTES)} any state dict's pickle needs "
+                "(tensor data are separate records); unpickling it could exhaust memory"
+            )
+        if info.compress_type != zipfile.ZIP_STORED and size > _MAX_PICKLE_RATIO * max(packed, 1):
+            raise CorruptCheckpointError(
+                f"{path} was refused: its pickle record {info.filename} unpacks to {_size_text(size)} from "
+                f"{_size_text(packed)} compressed, over {_MAX_PICKLE_RATIO} times, as no state dict's pickle does: "
+                "a zip bomb, whose unpickling could exhaust memory"
+            )
+    return records
+
+
+def _scan_pickles(path: Path) -> _GlobalsScan:
+    """Check a checkpoint's pickles before torch reads them: the zip records' declared sizes, then one bounded scan
+    for what they would import."""
+    scan = _GlobalsScan()
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            data = b"".join(archive.read(n) for n in archive.namelist() if n.endswith(".pkl"))
-    return sorted(name for name in _pickle_globals(data) if not name.startswith(_EXPECTED_GLOBALS))
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for info in _pickle_records(path, archive):
+                    with archive.open(info) as record:
+                        scan.read(record, info.file_size)
+        except CheckpointError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError) as error:
+            raise CorruptCheckpointError(
+                f"{path} cannot be read as a PyTorch checkpoint: its zip directory is damaged ({error})"
+            ) from None
+    else:
+        with open(path, "rb") as handle:
+            scan.read(handle, path.stat().st_size)
+    return scan
 
 
-def _read_pickled(path: Path) -> object:
+def _unsafe(path: Path, refused: set[str]) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path} was refused: loading it would import {', '.join(sorted(refused))}, and a pickle can run any code it "
+        "imports. inceptionzoo loads only tensors (torch.load with weights_only=True). If you trust where the "
+        "file came from, convert it to safetensors yourself"
+    )
+
+
+def read_pickled(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)``: only tensors and plain containers are built, no pickled code runs.
 
-    A refused file is ``UnsafeCheckpointError`` naming what it would import, read from the pickle itself rather
-    than from torch's message, whose wording changes between versions.
+    Before it, the zip's pickle records are checked against size bounds and scanned once, in bounded time and memory,
+    for what they would import: a refused file is ``UnsafeCheckpointError`` naming it, read from the pickle itself
+    rather than from torch's message, whose wording changes between versions.
     """
+    path = Path(path)
+    scan = _scan_pickles(path)
+    if scan.stopped:
+        if scan.found:
+            raise _unsafe(path, scan.found)
+        raise CorruptCheckpointError(
+            f"{path} was refused: its pickle runs past {_MAX_PICKLE_OPCODES:,} operations, where a state dict takes a "
+            "few dozen per tensor; unpickling it could exhaust memory"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch's unpickler raises anything on garbage, IndexError included
-        refused = _unsafe_globals(path)
-        if refused:
-            raise UnsafeCheckpointError(
-                f"{path} was refused: loading it would import {', '.join(refused)}, and a pickle can run any code it "
-                "imports. inceptionzoo loads only tensors (torch.load with weights_only=True). If you trust where the "
-                "file came from, convert it to safetensors yourself"
-            ) from None
+        if scan.found:
+            raise _unsafe(path, scan.found) from None
         raise CorruptCheckpointError(
             f"{path} cannot be read as a PyTorch checkpoint: it is truncated or not a checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'})"
@@ -180,7 +309,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         state_dict: Mapping = _read_safetensors(path)
     else:
-        state_dict = _read_pickled(path)
+        state_dict = read_pickled(path)
         if isinstance(state_dict, Mapping):
             for key in _NESTED_KEYS:
                 if isinstance(state_dict.get(key), Mapping):
@@ -201,7 +330,7 @@ def load_quantized_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
     (``_metadata``) are kept, since quantized modules read their layout from them."""
     path = _existing_file(path)
     try:
-        state_dict = _read_pickled(path)
+        state_dict = read_pickled(path)
     except CorruptCheckpointError as error:
         if "_rebuild_qtensor" not in str(error):
             raise

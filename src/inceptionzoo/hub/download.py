@@ -33,6 +33,8 @@ __all__ = [
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # a branch, tag or commit: path segments of letters, digits, '.', '_' and '-' that start with a letter or digit
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+# a file of a repo: '/'-separated segments of letters, digits and '._+=,-' (no URL scheme, drive or backslash)
+_REPO_FILENAME = re.compile(r"[A-Za-z0-9._+=,-]+(/[A-Za-z0-9._+=,-]+)*")
 
 
 class WeightsDownloadError(RuntimeError):
@@ -186,6 +188,15 @@ def check_repo_reference(repo_id: str, revision: str | None, name: str) -> None:
         )
 
 
+def is_repo_filename(filename: object) -> bool:
+    """Whether ``filename`` names a file inside a repo: relative, no ``..`` or ``.`` segment, no URL or drive syntax."""
+    return (
+        isinstance(filename, str)
+        and _REPO_FILENAME.fullmatch(filename) is not None
+        and not any(part in (".", "..") for part in filename.split("/"))
+    )
+
+
 def _hf_hub_download(
     repo_id: str, filename: str, name: str, cache: Path, revision: str | None, force_download: bool = False
 ) -> Path:
@@ -258,6 +269,11 @@ def hub_file(
     also replaces a bad file in huggingface_hub's shared store for every repo that links to it.
     """
     check_repo_reference(repo_id, revision, name)
+    if not is_repo_filename(filename):
+        raise ValueError(
+            f"{name}: {filename!r} is not a file of the Hub repo {repo_id!r} (a relative path of letters, digits, "
+            "'.', '_', '-', '+', '=', ',' and '/', without '..', a URL or an absolute path)"
+        )
     cache = hub_cache_dir(cache_dir)
     path = _hf_hub_download(repo_id, filename, name, cache, revision)
     if _matches_published_hash(path, cache):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, _read_pickled
+from ..checkpoint import CheckpointError, read_pickled
 from .data.cache import cache_key, file_stamps, read_entry, write_entry
 from .engine import EpochStats, _autocast, _split_outputs, evaluate, train_one_epoch, unwrap_model
 from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
@@ -128,7 +128,7 @@ def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tens
     cache = Path(run.cache_dir) / f"{key}.pt"
     if read_entry(cache):
         try:
-            saved = _read_pickled(cache)
+            saved = read_pickled(cache)
             return saved["features"], saved["labels"], time.perf_counter() - began
         except (CheckpointError, KeyError, TypeError):
             pass  # an unreadable entry is computed again and replaced

@@ -221,7 +221,7 @@ def load_training_state(
     """Load the weights of ``checkpoint`` into ``model`` (and ``ema``) and return its ``state`` dictionary, with
     the checks of every other loader: unreadable files, NaN / infinite weights and pickles that would run code
     are errors naming the file."""
-    from ..checkpoint import _read_pickled, check_state_dict_fits, load_state_dict
+    from ..checkpoint import check_state_dict_fits, load_state_dict, read_pickled
 
     checkpoint = find_checkpoint(checkpoint)
     weights = load_state_dict(checkpoint / "model.safetensors")
@@ -232,7 +232,7 @@ def load_training_state(
             raise FileNotFoundError(f"{checkpoint} has no ema.safetensors, but this run averages weights (EMA)")
         ema_weights = load_state_dict(ema_file)
         check_state_dict_fits(ema, ema_weights, source=str(ema_file))
-    state = _read_pickled(checkpoint / "state.pt")
+    state = read_pickled(checkpoint / "state.pt")
     missing = [key for key in ("epoch", "train_seconds", "config", "optimizer", "scheduler")
                if not isinstance(state, dict) or key not in state]  # fmt: skip
     if missing:
