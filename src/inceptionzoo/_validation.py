@@ -21,6 +21,7 @@ __all__ = [
     "check_image_input",
     "check_known_names",
     "check_model_arguments",
+    "replace_config",
 ]
 
 
@@ -182,3 +183,9 @@ def check_image_input(
                 f"input dtype {x.dtype} differs from the model's weights ({weights}); cast one to the other "
                 f"(x.to({weights}) or model.to({x.dtype})), or run under torch.autocast (which leaves float64 alone)"
             )
+
+
+def replace_config(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of a frozen config dataclass with ``overrides``; unknown names are a ``TypeError`` naming them."""
+    check_known_names(type(config).__name__, overrides, (f.name for f in dataclasses.fields(config)))
+    return dataclasses.replace(config, **overrides) if overrides else config

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
-from .layers import ConvNormAct
-from .models.inception_v4 import ParallelBranches
+from .layers import ConvNormAct, ParallelBranches
 
 __all__ = ["ConvReLU2d", "fold_batchnorm", "fuse_relu", "merge_parallel_convolutions", "optimize_for_inference"]
 

@@ -14,8 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .._features import check_feature_indices
-from .._validation import check_head_arguments, check_image_input, check_model_arguments
-from ..layers import replace_config
+from .._validation import check_head_arguments, check_image_input, check_model_arguments, replace_config
 from ..sizes import minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]

@@ -20,9 +20,8 @@ from torch import nn
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
 from .._validation import check_config_fields, check_image_input
-from ..layers import ConvNormAct, resolve_act_layer
+from ..layers import ConvNormAct, ParallelBranches, resolve_act_layer
 from ._base import CIFAR10_CFG, InceptionNet
-from .inception_v4 import ParallelBranches
 
 __all__ = ["FastInception", "FastInceptionConfig", "InceptionConvGroup", "fast_inception_module"]
 

@@ -24,9 +24,9 @@ from torch import nn
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
 from .._validation import check_config_fields, check_image_input
-from ..layers import conv_norm_act_factory, resolve_act_layer
+from ..layers import ParallelBranches, conv_norm_act_factory, resolve_act_layer
 from ._base import InceptionNet
-from .inception_v4 import ParallelBranches, reduction_a
+from .inception_v4 import reduction_a
 
 __all__ = [
     "InceptionResNet",

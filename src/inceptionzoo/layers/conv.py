@@ -1,54 +1,28 @@
-"""Building blocks shared by every Inception family: the conv-norm-activation unit, the norm and activation layers
-resolved from timm's names, width scaling, config overrides and the named output tuples."""
+"""The conv-norm-activation unit every Inception branch is made of, the norm and activation layers resolved from
+timm's names, and width scaling."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from timm.layers import get_act_layer, get_norm_layer, make_divisible
 from torch import nn
 
-from ._validation import check_known_names
-from .sizes import spatial_output_size
+from ..sizes import spatial_output_size
 
 __all__ = [
     "ConvNormAct",
-    "GoogLeNetOutputs",
-    "InceptionOutputs",
+    "LayerSpec",
     "conv_norm_act_factory",
-    "replace_config",
     "resolve_act_layer",
     "resolve_norm_layer",
     "scale_width",
 ]
 
 LayerSpec = str | Callable[..., nn.Module] | None
-
-
-class InceptionOutputs(NamedTuple):
-    """What a model built with ``aux_logits=True`` returns, in training and in eval mode alike.
-
-    It unpacks like timm's ``(logits, aux_logits)`` tuple, and names its fields like torchvision's
-    ``InceptionOutputs``, so code written for either keeps working.
-    """
-
-    logits: torch.Tensor
-    aux_logits: torch.Tensor
-
-
-class GoogLeNetOutputs(NamedTuple):
-    """What a GoogLeNet-family model built with ``aux_logits=True`` returns, in training and eval mode alike.
-
-    Field names and order are torchvision's ``GoogLeNetOutputs``: the head on 4d comes before the head on 4a.
-    """
-
-    logits: torch.Tensor
-    aux_logits2: torch.Tensor
-    aux_logits1: torch.Tensor
 
 
 def resolve_norm_layer(norm_layer: LayerSpec, eps: float = 1e-3) -> Callable[..., nn.Module] | None:
@@ -148,9 +122,3 @@ def conv_norm_act_factory(norm_layer: LayerSpec, norm_eps: float, act_layer: Lay
 def scale_width(channels: int, multiplier: float = 1.0) -> int:
     """Channels times a width multiplier, rounded to a multiple of 8 (and never below 8), as timm does."""
     return channels if multiplier == 1.0 else max(8, make_divisible(channels * multiplier, 8))
-
-
-def replace_config(config: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of a frozen config dataclass with ``overrides``; unknown names are a ``TypeError`` naming them."""
-    check_known_names(type(config).__name__, overrides, (f.name for f in dataclasses.fields(config)))
-    return dataclasses.replace(config, **overrides) if overrides else config

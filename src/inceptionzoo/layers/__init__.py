@@ -1,0 +1,19 @@
+"""Blocks shared by every Inception family, one file per kind: ``conv`` (the conv-norm-activation unit and the
+norm / activation layers resolved from timm's names), ``branches`` (parallel branches concatenated) and ``outputs``
+(the tuples models with auxiliary heads return)."""
+
+from .branches import ParallelBranches
+from .conv import ConvNormAct, LayerSpec, conv_norm_act_factory, resolve_act_layer, resolve_norm_layer, scale_width
+from .outputs import GoogLeNetOutputs, InceptionOutputs
+
+__all__ = [
+    "ConvNormAct",
+    "GoogLeNetOutputs",
+    "InceptionOutputs",
+    "LayerSpec",
+    "ParallelBranches",
+    "conv_norm_act_factory",
+    "resolve_act_layer",
+    "resolve_norm_layer",
+    "scale_width",
+]
