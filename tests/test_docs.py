@@ -117,7 +117,7 @@ def fid_weights() -> bytes:
 def scratch(tmp_path, monkeypatch, docs_hub, fid_weights) -> Path:
     """A checkout-like folder to run examples in, online against the loopback Hub with a private cache, and the FID
     network's weights where a download would have converted them to (torch.hub's checkpoints folder)."""
-    from inceptionzoo.hub.convert import url_cache_dir
+    from inceptionzoo.hub.urls import url_cache_dir
 
     work = tmp_path / "work"
     work.mkdir()

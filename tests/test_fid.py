@@ -12,7 +12,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 import inceptionzoo
 from conftest import realistic_batchnorm, relative_error
 from inceptionzoo.fid import feature_statistics, fid_features, frechet_distance
-from inceptionzoo.hub.convert import url_cache_dir
+from inceptionzoo.hub.urls import url_cache_dir
 
 pytestmark = [
     pytest.mark.lowest,  # pytorch-fid builds its network from torchvision's Inception-v3

@@ -16,8 +16,8 @@ import inceptionzoo
 from conftest import CLIENTS, realistic_batchnorm, relative_error
 from hub_server import HubServer, client_shares_xet_blobs, xet_hash
 from inceptionzoo import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError
-from inceptionzoo.hub.convert import url_cache_dir
-from inceptionzoo.hub.download import hub_cache_dir
+from inceptionzoo.hub.files import hub_cache_dir
+from inceptionzoo.hub.urls import url_cache_dir
 
 LOWEST = pytest.mark.lowest  # also run with the lowest supported huggingface_hub (a quick subset)
 

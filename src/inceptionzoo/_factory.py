@@ -156,7 +156,7 @@ def _from_hub_config(
 def _check_hub_weights_fields(source: str, stored: dict[str, Any]) -> None:
     """Refuse a Hub repo's pretrained config that names weights outside the repo (a local file, a URL, another
     repo, a path out of it): the weights of ``hf-hub:org/x`` are that repo's own files, hash-checked."""
-    from .hub.download import is_repo_filename
+    from .hub.files import is_repo_filename
 
     repo_id = source[len("hf-hub:") :].partition("@")[0]
     for field in ("file", "url", "hf_hub_id", "hf_hub_filename"):

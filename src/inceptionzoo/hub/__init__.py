@@ -1,7 +1,7 @@
-"""The one place that talks to the Hugging Face Hub: ``download`` fetches and verifies published weights,
-``convert`` keeps URL-published checkpoints as safetensors, ``publish`` writes and uploads models in timm's layout."""
+"""The one place that talks to the Hugging Face Hub: ``files`` fetches and verifies published weights,
+``urls`` keeps URL-published checkpoints as safetensors, ``publish`` writes and uploads models in timm's layout."""
 
-from .download import (
+from .files import (
     CorruptWeightsError,
     WeightsDownloadError,
     WeightsNotCachedError,

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .download import (
+from .files import (
     CorruptWeightsError,
     WeightsDownloadError,
     WeightsNotCachedError,

@@ -1,7 +1,7 @@
 """Fetching published weights into the Hugging Face cache and checking them against the sha256 the Hub published.
 
 Weights come through ``huggingface_hub`` (``hf_hub_download``) from Hub repos, or for checkpoints published only as a
-URL (torchvision's) through ``convert``. Hub files are checked against the sha256 the Hub published for them, also in
+URL (torchvision's) through ``urls``. Hub files are checked against the sha256 the Hub published for them, also in
 huggingface_hub's shared Xet blob store layout. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``
 are read when a download is asked for, so setting them at run time works.
 """
@@ -304,7 +304,7 @@ def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathL
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         return hub_file(repo_id, cfg.hf_hub_filename or "model.safetensors", name, cache_dir, revision or None)
     if cfg.url:
-        from .convert import url_file, url_to_safetensors
+        from .urls import url_file, url_to_safetensors
 
         # int8 files hold packed quantized tensors, which safetensors cannot: they are kept as published
         return url_file(cfg.url, name) if getattr(cfg, "quantized", "") else url_to_safetensors(cfg.url, name)
