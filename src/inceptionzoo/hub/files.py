@@ -113,14 +113,6 @@ def how_to_fetch(name: str, folder: Path) -> str:
     )
 
 
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _published_sha256(pointer: Path) -> tuple[Path, str | None]:
     """The repo's own blob entry behind a snapshot pointer, and the sha256 the Hub published for the file.
 
@@ -163,8 +155,11 @@ def _forget_cached_file(pointer: Path, blob: Path, cache: Path) -> None:
 def _matches_published_hash(pointer: Path, cache: Path) -> bool:
     """Whether a cached Hub file hashes to the sha256 it was published with; a file that does not is forgotten."""
     blob, published = _published_sha256(pointer)
-    if published is None or sha256_of_file(pointer) == published:
+    if published is None:
         return True
+    with open(pointer, "rb") as handle:
+        if hashlib.file_digest(handle, "sha256").hexdigest() == published:
+            return True
     _forget_cached_file(pointer, blob, cache)
     return False
 

@@ -4,6 +4,7 @@ int8 checkpoints (packed quantized tensors, which safetensors cannot hold) are k
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -19,7 +20,6 @@ from .files import (
     how_to_fetch,
     is_offline,
     offline_hint,
-    sha256_of_file,
     unresolvable_host,
 )
 
@@ -44,7 +44,10 @@ def _checked_file_name(url: str, name: str) -> tuple[str, str | None]:
 
 
 def _has_hash(path: Path, hash_prefix: str | None) -> bool:
-    return path.is_file() and hash_prefix is not None and sha256_of_file(path).startswith(hash_prefix)
+    if hash_prefix is None or not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest().startswith(hash_prefix)
 
 
 def _fetch(url: str, name: str, download: Path, hash_prefix: str | None) -> None:
