@@ -74,7 +74,7 @@ def build_model_with_cfg(
     """Build ``model_cls(**kwargs)`` for ``variant``, attach its ``pretrained_cfg``, load weights, wrap features.
 
     Keyword arguments the model does not take are an error naming them, never silently dropped. With
-    ``pretrained=True`` the weights are fetched (see ``hub.files``) and loaded, adapting ``num_classes`` and
+    ``pretrained=True`` the weights are fetched (see ``hub.resolve``) and loaded, adapting ``num_classes`` and
     ``in_chans``. ``pretrained_filter_fn(state_dict, model)`` maps published weights in another layout to the
     model's keys first, as timm's argument of that name does.
     """

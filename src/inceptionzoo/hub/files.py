@@ -1,62 +1,36 @@
-"""Fetching published weights into the Hugging Face cache and checking them against the sha256 the Hub published.
+"""Hub files in the Hugging Face cache, checked against the sha256 the Hub published for them.
 
-Weights come through ``huggingface_hub`` (``hf_hub_download``) from Hub repos, or for checkpoints published only as a
-URL (torchvision's) through ``urls``. Hub files are checked against the sha256 the Hub published for them, also in
-huggingface_hub's shared Xet blob store layout. ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``
-are read when a download is asked for, so setting them at run time works.
+Files come through ``huggingface_hub`` (``hf_hub_download``), also in huggingface_hub's shared Xet blob store layout;
+a cached file that does not match its published sha256 is removed from the cache and downloaded once more. Repo ids,
+revisions and file names are checked before any request is made or any cache path built. ``HF_ENDPOINT``,
+``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are read when a download is asked for, so setting them at run time
+works.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import socket
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
-from timm.models import PretrainedCfg
+from .errors import (
+    CorruptWeightsError,
+    WeightsDownloadError,
+    WeightsNotCachedError,
+    how_to_fetch,
+    is_offline,
+    offline_hint,
+    unresolvable_host,
+)
 
-__all__ = [
-    "CorruptWeightsError",
-    "WeightsDownloadError",
-    "WeightsNotCachedError",
-    "download_pretrained",
-    "hub_cache_dir",
-    "hub_file",
-    "is_offline",
-    "read_hub_config",
-]
+__all__ = ["check_repo_reference", "hub_cache_dir", "hub_file", "is_repo_filename"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # a branch, tag or commit: path segments of letters, digits, '.', '_' and '-' that start with a letter or digit
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 # a file of a repo: '/'-separated segments of letters, digits and '._+=,-' (no URL scheme, drive or backslash)
 _REPO_FILENAME = re.compile(r"[A-Za-z0-9._+=,-]+(/[A-Za-z0-9._+=,-]+)*")
-
-
-class WeightsDownloadError(RuntimeError):
-    """The weights could not be fetched (server error, dropped connection, missing repo or file)."""
-
-
-class WeightsNotCachedError(WeightsDownloadError):
-    """Offline (``HF_HUB_OFFLINE=1``) and the weights are not in the cache."""
-
-
-class CorruptWeightsError(WeightsDownloadError):
-    """A downloaded file does not match its published hash; it has been removed from the cache."""
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def is_offline() -> bool:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_OFFLINE or _env_flag("HF_HUB_OFFLINE")
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -74,43 +48,6 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def hub_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
-
-
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
-def unresolvable_host(url: str) -> str | None:
-    """``url``'s host name when DNS cannot resolve it (and no proxy would resolve it for us), else None.
-
-    huggingface_hub retries a failed connection with back-off for about 23 s before it gives up or falls back to
-    its cache; a DNS failure will not heal in that time, and one lookup (milliseconds) says so at once.
-    """
-    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
-        return None
-    parsed = urlparse(url)
-    if not parsed.hostname:
-        return None
-    try:
-        socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except socket.gaierror:
-        return parsed.hostname
-    except OSError:
-        return None
-    return None
-
-
-def offline_hint(name: str) -> str:
-    return (
-        f"set HF_HUB_OFFLINE=1 to use cached weights without trying the network, run `inceptionzoo download {name}` "
-        "where there is network, or start from a local file with create_model(..., pretrained_file=PATH)"
-    )
-
-
-def how_to_fetch(name: str, folder: Path) -> str:
-    return (
-        f"run `inceptionzoo download {name}` on a machine with network access and copy its cache folder "
-        f"({folder}) here, or unset HF_HUB_OFFLINE"
-    )
 
 
 def _published_sha256(pointer: Path) -> tuple[Path, str | None]:
@@ -283,49 +220,3 @@ def hub_file(
         + ("" if is_offline() else ", and a fresh download did not match either: try again later")
         + f" (or run `inceptionzoo download {name}` with network access)"
     )
-
-
-def download_pretrained(cfg: PretrainedCfg, name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The local path of the weights ``cfg`` points at, downloading and checking them first if needed.
-
-    ``cache_dir`` is the Hugging Face cache for Hub repos; checkpoints published as a URL go to ``url_cache_dir``.
-    """
-    if cfg.file:
-        path = Path(cfg.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: weights file not found: {path}")
-        return path
-    if cfg.hf_hub_id:
-        repo_id, _, revision = cfg.hf_hub_id.partition("@")
-        return hub_file(repo_id, cfg.hf_hub_filename or "model.safetensors", name, cache_dir, revision or None)
-    if cfg.url:
-        from .urls import url_file, url_to_safetensors
-
-        # int8 files hold packed quantized tensors, which safetensors cannot: they are kept as published
-        return url_file(cfg.url, name) if getattr(cfg, "quantized", "") else url_to_safetensors(cfg.url, name)
-    raise WeightsDownloadError(f"{name} has no published weights")
-
-
-def read_hub_config(source: str, cache_dir: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a timm-layout ``config.json`` from ``hf-hub:org/repo[@revision]`` or ``local-dir:/path``.
-
-    Returns the config and where its weights are (``hf_hub_id`` or ``file``) for a pretrained config.
-    """
-    if source.startswith("local-dir:"):
-        folder = Path(source[len("local-dir:") :]).expanduser()
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{source}: no config.json in {folder}")
-        weights = {"file": str(folder / "model.safetensors")}
-    else:
-        repo = source[len("hf-hub:") :]
-        repo_id, _, revision = repo.partition("@")
-        config_path = hub_file(repo_id, "config.json", source, cache_dir, revision or None)
-        weights = {"hf_hub_id": repo}
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source}: {config_path.name} is not valid JSON ({error})") from error
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ValueError(f"{source}: {config_path.name} has no 'architecture' field")
-    return config, weights

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .files import (
+from .errors import (
     CorruptWeightsError,
     WeightsDownloadError,
     WeightsNotCachedError,
