@@ -29,8 +29,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import inceptionzoo
 from inceptionzoo.complexity import count_macs
-from inceptionzoo.inference import optimize_for_inference
-from inceptionzoo.quantization import load_quantized
+from inceptionzoo.deploy import optimize_for_inference
+from inceptionzoo.deploy.int8 import load_quantized
 
 Runner = Callable[[torch.Tensor], object]
 
@@ -84,7 +84,7 @@ def torchvision_int8(arch: str, state_dict: dict) -> tuple[nn.Module, Runner]:
     from torchvision.models.quantization import googlenet, inception_v3
     from torchvision.models.quantization.utils import quantize_model
 
-    from inceptionzoo.quantization import quantized_engine
+    from inceptionzoo.deploy.int8 import quantized_engine
 
     build = inception_v3 if arch == "inception_v3" else googlenet
     model = build(weights=None, quantize=False, aux_logits=False, init_weights=False, transform_input=False)

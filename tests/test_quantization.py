@@ -11,7 +11,7 @@ from torch.ao.nn import quantized as nnq
 
 import inceptionzoo
 from conftest import DISTINCT_NETWORKS, make_input, realistic_batchnorm, relative_error
-from inceptionzoo.quantization import QuantizedModel, quantize, quantized_engine, torchvision_int8_keys
+from inceptionzoo.deploy.int8 import QuantizedModel, quantize, quantized_engine, torchvision_int8_keys
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

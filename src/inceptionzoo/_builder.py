@@ -136,8 +136,8 @@ def _load_int8(
     """The int8 model of a quantized tag: ``model``'s structure quantized, with the published int8 tensors.
     ``other_use``: feature maps or a checkpoint were asked for, which an int8 graph cannot give or take."""
     from .checkpoint import load_quantized_state_dict
+    from .deploy.int8 import load_quantized
     from .hub import download_pretrained
-    from .quantization import load_quantized
 
     name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
     if other_use or getattr(model, "num_classes", published_classes) != published_classes:

@@ -25,9 +25,9 @@ from torch.ao import quantization as ao_quantization
 from torch.ao.nn import intrinsic
 from torch.ao.nn.quantized import FloatFunctional
 
-from ._validation import check_image_input
-from .inference import fold_batchnorm, keep_model_attributes
-from .layers import ConvNormAct
+from .._validation import check_image_input
+from ..layers import ConvNormAct
+from .passes import fold_batchnorm, keep_model_attributes
 
 __all__ = ["QuantizedModel", "load_quantized", "prepare_quantization", "quantize", "torchvision_int8_keys"]
 
@@ -246,7 +246,7 @@ def default_qconfig() -> Any:
     8-bit activation range where the CPU has VNNI or AMX-INT8. torch's default keeps 7 bits (``reduce_range``) so
     that fbgemm's AVX2 kernels cannot saturate; with VNNI that only costs accuracy (on a CIFAR-10 model measured here:
     95.0% agreement with fp32 at 8 bits, 87.2% at 7)."""
-    from .precision import cpu_info
+    from ..precision import cpu_info
 
     flags = cpu_info().flags
     if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
@@ -339,7 +339,7 @@ def torchvision_int8_keys(state_dict: Mapping[str, Any]) -> OrderedDict:
 def load_quantized(model: nn.Module, state_dict: Mapping[str, Any], engine: str, source: str = "") -> QuantizedModel:
     """``model``'s structure quantized as torchvision's eager post-training quantization does (per-channel weights,
     min-max observers), then the int8 ``state_dict`` loaded into it strictly, packed for ``engine``."""
-    from .checkpoint import CheckpointMismatchError
+    from ..checkpoint import CheckpointMismatchError
 
     qconfig = ao_quantization.QConfig(
         activation=ao_quantization.default_observer, weight=ao_quantization.default_per_channel_weight_observer

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .inference import keep_model_attributes
+from .passes import keep_model_attributes
 
 __all__ = ["OnnxRuntimeModel", "export_onnx"]
 
@@ -86,7 +86,7 @@ def _quantize_onnx(source: Path, target: Path, calibration_batches: Iterable[tor
     (quantization,) = _require("onnxruntime.quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .quantization import calibration_images
+    from .int8 import calibration_images
 
     prepared = source.with_name(source.stem + ".prepared.onnx")
     # ONNX's own shape inference is enough for these convolutional graphs; ONNX Runtime's symbolic one fails on some
