@@ -22,7 +22,7 @@ from torch import nn
 
 from .passes import keep_model_attributes
 
-__all__ = ["OnnxRuntimeModel", "export_onnx"]
+__all__ = ["OnnxRuntimeModel", "export_onnx", "onnxruntime_engine"]
 
 _EXTRA = 'pip install "inceptionzoo[onnx]"'
 
@@ -172,3 +172,18 @@ class OnnxRuntimeModel(nn.Module):
             )
         (out,) = self.session.run(None, {self.input_name: x.detach().float().contiguous().numpy()})
         return torch.from_numpy(out)
+
+
+def onnxruntime_engine(
+    model: nn.Module, dtype: Any = "auto", *, compile: bool = False, merge_branches: bool = True,
+    calibration_batches: Iterable[torch.Tensor] | None = None,
+) -> OnnxRuntimeModel:  # fmt: skip
+    """``optimize_for_inference(model, engine="onnxruntime")``: ``model`` exported and run by ONNX Runtime, in
+    float32 or (``dtype="int8"``) int8 through ONNX Runtime's static quantization. ``compile`` and
+    ``merge_branches`` are the torch engine's; ONNX Runtime optimizes the graph itself."""
+    int8 = dtype in ("int8", torch.qint8)
+    if dtype not in ("auto", None, torch.float32, "float32", "int8", torch.qint8):
+        raise ValueError(f"the onnxruntime engine runs float32 or int8, not {dtype!r}")
+    fast = OnnxRuntimeModel.from_model(model, int8=int8, calibration_batches=calibration_batches)
+    fast.precision_reason = "asked for int8" if int8 else "ONNX Runtime runs float32 on the CPU"
+    return fast
