@@ -155,7 +155,8 @@ def contenders(
     runners["torchvision int8 (fbgemm)"] = ("int8", runner)
     # torchvision's int8 tensors in the zoo's int8 graph, as the tv_int8_in1k tags load them: fbgemm (torchvision's
     # logits bit for bit), then repacked for the x86 engine
-    published = load_quantized(ours, torchvision_model.state_dict(), "fbgemm")
+    int8_tag = inceptionzoo.get_pretrained_cfg(f"{arch}.tv_int8_in1k")
+    published = load_quantized(ours, torchvision_model.state_dict(), "fbgemm", key_map=int8_tag.quantized_keys)
     runners["inceptionzoo int8 tag weights, fbgemm"] = ("int8", published)
     runners["inceptionzoo int8 tag weights, x86"] = ("int8", copy.deepcopy(published).repack("x86"))
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
