@@ -61,8 +61,8 @@ class QuantizedModel(nn.Module):
     precision = "int8"
 
     # oneDNN's int8 convolutions (the x86 engine's choice on CPUs with AMX or VNNI) pack their weights for the input
-    # shape of their first call and reorder them on every call of another shape, 1.6-5x slower (measured here); so
-    # each input shape gets a copy of the graph packed for it, the most recent few kept
+    # shape of their first call and reorder them on every call of another shape, which is slower (docs/design.md);
+    # so each input shape gets a copy of the graph packed for it, the most recent few kept
     SHAPES_KEPT = 4
 
     def __init__(self, model: fx.GraphModule, source: nn.Module, engine: str = BACKEND) -> None:
@@ -244,8 +244,7 @@ def prepare_quantization(model: nn.Module, qconfig: Any = None) -> fx.GraphModul
 def default_qconfig() -> Any:
     """torch's x86 qconfig (histogram observer for activations, per-channel min-max for weights), with the full
     8-bit activation range where the CPU has VNNI or AMX-INT8. torch's default keeps 7 bits (``reduce_range``) so
-    that fbgemm's AVX2 kernels cannot saturate; with VNNI that only costs accuracy (on a CIFAR-10 model measured here:
-    95.0% agreement with fp32 at 8 bits, 87.2% at 7)."""
+    that fbgemm's AVX2 kernels cannot saturate; with VNNI that only costs accuracy (docs/performance.md)."""
     from ..precision import cpu_info
 
     flags = cpu_info().flags
