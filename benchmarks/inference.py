@@ -29,8 +29,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import inceptionzoo
 from inceptionzoo.complexity import count_macs
-from inceptionzoo.inference import optimize_for_inference
-from inceptionzoo.quantization import load_quantized
+from inceptionzoo.deploy import optimize_for_inference
+from inceptionzoo.deploy.int8 import load_quantized
 
 Runner = Callable[[torch.Tensor], object]
 
@@ -84,7 +84,7 @@ def torchvision_int8(arch: str, state_dict: dict) -> tuple[nn.Module, Runner]:
     from torchvision.models.quantization import googlenet, inception_v3
     from torchvision.models.quantization.utils import quantize_model
 
-    from inceptionzoo.quantization import quantized_engine
+    from inceptionzoo.deploy.int8 import quantized_engine
 
     build = inception_v3 if arch == "inception_v3" else googlenet
     model = build(weights=None, quantize=False, aux_logits=False, init_weights=False, transform_input=False)
@@ -155,7 +155,8 @@ def contenders(
     runners["torchvision int8 (fbgemm)"] = ("int8", runner)
     # torchvision's int8 tensors in the zoo's int8 graph, as the tv_int8_in1k tags load them: fbgemm (torchvision's
     # logits bit for bit), then repacked for the x86 engine
-    published = load_quantized(ours, torchvision_model.state_dict(), "fbgemm")
+    int8_tag = inceptionzoo.get_pretrained_cfg(f"{arch}.tv_int8_in1k")
+    published = load_quantized(ours, torchvision_model.state_dict(), "fbgemm", key_map=int8_tag.quantized_keys)
     runners["inceptionzoo int8 tag weights, fbgemm"] = ("int8", published)
     runners["inceptionzoo int8 tag weights, x86"] = ("int8", copy.deepcopy(published).repack("x86"))
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:

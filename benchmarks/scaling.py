@@ -46,7 +46,7 @@ def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, re
     import torch
 
     import inceptionzoo
-    from inceptionzoo.inference import optimize_for_inference
+    from inceptionzoo.deploy import optimize_for_inference
 
     torch.set_num_threads(threads)
     model = inceptionzoo.create_model(arch).eval()

@@ -75,7 +75,7 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
 @pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_the_onnxruntime_engine_gives_eager_outputs_at_any_batch(name):
     pytest.importorskip("onnxruntime")
-    from inceptionzoo.onnx_runtime import OnnxRuntimeModel
+    from inceptionzoo.deploy.onnxruntime import OnnxRuntimeModel
 
     model, x = model_and_input(name)
     engine = OnnxRuntimeModel.from_model(model, input_size=tuple(x.shape[1:]))
@@ -90,7 +90,7 @@ def test_the_onnxruntime_engine_gives_eager_outputs_at_any_batch(name):
 
 def test_onnx_int8_and_file_round_trip(tmp_path):
     pytest.importorskip("onnxruntime")
-    from inceptionzoo.onnx_runtime import OnnxRuntimeModel
+    from inceptionzoo.deploy.onnxruntime import OnnxRuntimeModel
 
     model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
     calibration = [torch.randn(8, 3, 32, 32) for _ in range(2)]
@@ -108,7 +108,7 @@ def test_onnx_int8_and_file_round_trip(tmp_path):
 def test_a_missing_onnx_extra_is_named(monkeypatch, tmp_path):
     import sys
 
-    from inceptionzoo.onnx_runtime import export_onnx
+    from inceptionzoo.deploy.onnxruntime import export_onnx
 
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # what an install without the extra has
     with pytest.raises(ImportError, match=r"onnxscript.*inceptionzoo\[onnx\]"):

@@ -200,7 +200,7 @@ def test_the_fast_network_is_inception_modules_and_trains_with_its_recipe():
 
 
 def test_the_norm_after_the_pool_folds_only_where_its_scales_are_positive():
-    from inceptionzoo.inference import fold_batchnorm
+    from inceptionzoo.deploy.passes import fold_batchnorm
 
     model = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 32, 32))
     model.train()

@@ -7,7 +7,8 @@ from torch import fx, nn
 
 import inceptionzoo
 from conftest import MODEL_NAMES, make_input, realistic_batchnorm, relative_error
-from inceptionzoo.inference import ConvReLU2d, fold_batchnorm, fuse_relu, optimize_for_inference
+from inceptionzoo.deploy import optimize_for_inference
+from inceptionzoo.deploy.passes import ConvReLU2d, fold_batchnorm, fuse_relu
 from inceptionzoo.train.data import batches, load_image_folder
 
 

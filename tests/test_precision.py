@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import inceptionzoo
-from inceptionzoo import inference, precision
-from inceptionzoo.inference import optimize_for_inference
+from inceptionzoo import deploy, precision
+from inceptionzoo.deploy import optimize_for_inference
 from inceptionzoo.precision import CpuInfo, choose_precision
 
 AMX = CpuInfo("Intel Xeon with AMX", ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"))
@@ -78,10 +78,10 @@ def test_the_fast_model_says_what_was_chosen_and_why(machine, caplog):
 def test_the_gpu_compile_uses_max_autotune_and_cuda_graphs(monkeypatch):
     seen = {}
     monkeypatch.setattr(torch, "compile", lambda module, options=None: seen.setdefault("options", options) and module)
-    inference._compile(torch.nn.Identity(), torch.device("cuda"))
+    deploy._compile(torch.nn.Identity(), torch.device("cuda"))
     assert seen["options"] == {"freezing": True, "max_autotune": True, "triton.cudagraphs": True}
     seen.clear()
-    inference._compile(torch.nn.Identity(), torch.device("cpu"))
+    deploy._compile(torch.nn.Identity(), torch.device("cpu"))
     assert seen["options"] == {"freezing": True}
 
 

@@ -11,7 +11,7 @@ from torch.ao.nn import quantized as nnq
 
 import inceptionzoo
 from conftest import DISTINCT_NETWORKS, make_input, realistic_batchnorm, relative_error
-from inceptionzoo.quantization import QuantizedModel, quantize, quantized_engine, torchvision_int8_keys
+from inceptionzoo.deploy.int8 import QuantizedModel, quantize, quantized_engine, rename_int8_keys
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -68,7 +68,8 @@ def test_torchvisions_int8_weights_give_its_logits_then_load_offline(tag, class_
     ours = inceptionzoo.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay)
     assert isinstance(ours, QuantizedModel) and ours.engine == "fbgemm" and ours.precision == "int8"
     # every tensor but the aux heads' (never run in eval mode), under the zoo's names, loaded strictly
-    assert set(ours.state_dict()) == set(torchvision_int8_keys(torchvision_model.state_dict()))
+    key_map = ours.pretrained_cfg["quantized_keys"]  # torchvision's module names, declared next to the tag
+    assert set(ours.state_dict()) == set(rename_int8_keys(torchvision_model.state_dict(), key_map))
     x = torch.randn(2, 3, size, size)  # torchvision's transform_input is the zoo's mean / std of 0.5
     with torch.no_grad(), quantized_engine("fbgemm"):
         expected = torchvision_model(x)

@@ -38,24 +38,22 @@ _EXPORTS = {
     "split_model_name_tag": "._registry",
     "create_transform": ".preprocessing",
     "data_config": ".preprocessing",
-    "optimize_for_inference": ".inference",
-    "quantize": ".quantization",
-    "export_onnx": ".onnx_runtime",
+    "optimize_for_inference": ".deploy",
+    "quantize": ".deploy",
+    "export_onnx": ".deploy",
     "GoogLeNetOutputs": ".layers",
     "InceptionOutputs": ".layers",
 }
 _SUBMODULES = {
     "checkpoint",
     "complexity",
+    "deploy",
     "fid",
     "hub",
-    "inference",
     "layers",
     "models",
-    "onnx_runtime",
     "precision",
     "preprocessing",
-    "quantization",
     "sizes",
     "train",
 }
@@ -129,9 +127,7 @@ if TYPE_CHECKING:  # what type checkers, IDEs and the API reference read
         load_checkpoint,
         load_state_dict,
     )
+    from .deploy import export_onnx, optimize_for_inference, quantize
     from .hub import CorruptWeightsError, WeightsDownloadError, WeightsNotCachedError, push_to_hub, save_pretrained
-    from .inference import optimize_for_inference
     from .layers import GoogLeNetOutputs, InceptionOutputs
-    from .onnx_runtime import export_onnx
     from .preprocessing import create_transform, data_config
-    from .quantization import quantize

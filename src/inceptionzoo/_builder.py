@@ -79,7 +79,6 @@ def build_model_with_cfg(
     model's keys first, as timm's argument of that name does.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
-    published_classes = cfg.num_classes
     if not features_only and (feature_cls is not None or feature_cfg):
         raise ValueError("feature_cls and feature_cfg choose the feature wrapper of features_only=True; pass that too")
     if features_only and kwargs.get("aux_logits"):
@@ -103,10 +102,6 @@ def build_model_with_cfg(
     model.pretrained_cfg = model.default_cfg = cfg.to_dict()
     model.model_args = {k: v for k, v in kwargs.items() if k not in ("config", "num_classes", "in_chans")}
 
-    if pretrained and getattr(cfg, "quantized", ""):
-        return _load_int8(
-            model, cfg, variant, cache_dir, features_only or checkpoint_path is not None, published_classes
-        )
     if pretrained:
         from .hub import download_pretrained
 
@@ -123,29 +118,3 @@ def build_model_with_cfg(
     if features_only:
         model = build_feature_extractor(model, out_indices, feature_cls, feature_cfg)
     return model
-
-
-def _load_int8(
-    model: nn.Module,
-    cfg: PretrainedCfg,
-    variant: str,
-    cache_dir: str | os.PathLike | None,
-    other_use: bool,
-    published_classes: int,
-) -> nn.Module:
-    """The int8 model of a quantized tag: ``model``'s structure quantized, with the published int8 tensors.
-    ``other_use``: feature maps or a checkpoint were asked for, which an int8 graph cannot give or take."""
-    from .checkpoint import load_quantized_state_dict
-    from .hub import download_pretrained
-    from .quantization import load_quantized
-
-    name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
-    if other_use or getattr(model, "num_classes", published_classes) != published_classes:
-        float_tag = name.replace("_int8", "")
-        raise ValueError(
-            f"{name} is an int8 inference model: it keeps its {published_classes} classes and cannot give feature "
-            f"maps or take a checkpoint; fine-tune or extract features from the float weights ({float_tag}), then "
-            "inceptionzoo.quantize the result"
-        )
-    path = download_pretrained(cfg, name, cache_dir)
-    return load_quantized(model, load_quantized_state_dict(path), cfg.quantized, source=f"{name} weights ({path})")

@@ -100,6 +100,12 @@ def create_model(
         given = pretrained_cfg.to_dict() if isinstance(pretrained_cfg, PretrainedCfg) else pretrained_cfg
         resolved_cfg = InceptionPretrainedCfg.from_dict({**resolved_cfg.to_dict(), **given})
     build = model_entrypoint(resolved_cfg.architecture or variant)
+    quantized = (pretrained_cfg_overlay or {}).get("quantized", getattr(resolved_cfg, "quantized", ""))
+    if pretrained and quantized:  # int8 weights: the float architecture, then deploy loads them into its int8 graph
+        return _create_int8(
+            build, variant, resolved_cfg, pretrained_cfg_overlay, features_only or checkpoint_path is not None,
+            cache_dir, dict(scriptable=scriptable, exportable=exportable, no_jit=no_jit), model_kwargs,
+        )  # fmt: skip
     try:
         with set_layer_config(scriptable=scriptable, exportable=exportable, no_jit=no_jit):
             return build(
@@ -121,6 +127,39 @@ def create_model(
             f"{model_name}: the model arguments of its config.json (with yours) do not build "
             f"{resolved_cfg.architecture}: {error}"
         ) from error
+
+
+def _create_int8(
+    build: typing.Callable[..., nn.Module],
+    variant: str,
+    resolved_cfg: PretrainedCfg,
+    overlay: dict[str, Any] | None,
+    other_use: bool,
+    cache_dir: str | os.PathLike | None,
+    layer_config: dict[str, bool | None],
+    model_kwargs: dict[str, Any],
+) -> nn.Module:
+    """The int8 model of a quantized tag: the float model built without weights, then handed to
+    ``deploy.int8.load_quantized`` with the published int8 tensors. ``other_use``: feature maps or a checkpoint were
+    asked for, which an int8 graph cannot give or take."""
+    from ._builder import resolve_pretrained_cfg
+    from .checkpoint import load_quantized_state_dict
+    from .deploy.int8 import load_quantized
+    from .hub import download_pretrained
+
+    cfg = resolve_pretrained_cfg(variant, resolved_cfg, overlay)
+    name = full_model_name(cfg.architecture, cfg.tag) if cfg.architecture else variant
+    with set_layer_config(**layer_config):
+        model = build(pretrained=False, pretrained_cfg=cfg, cache_dir=cache_dir, **model_kwargs)
+    if other_use or getattr(model, "num_classes", cfg.num_classes) != cfg.num_classes:
+        float_tag = name.replace("_int8", "")
+        raise ValueError(
+            f"{name} is an int8 inference model: it keeps its {cfg.num_classes} classes and cannot give feature "
+            f"maps or take a checkpoint; fine-tune or extract features from the float weights ({float_tag}), then "
+            "inceptionzoo.quantize the result"
+        )
+    path = download_pretrained(cfg, name, cache_dir)
+    return load_quantized(model, load_quantized_state_dict(path), cfg.quantized, source=f"{name} weights ({path})")
 
 
 def _from_hub_config(

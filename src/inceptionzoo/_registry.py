@@ -42,6 +42,9 @@ class InceptionPretrainedCfg(PretrainedCfg):
     top5: float | None = None
     paper_row: str = ""  # e.g. "Table 3, row 5: Inception-v2 RMSProp"
     quantized: str = ""  # int8 weights: the quantized engine they were packed for ("fbgemm"); "" for float weights
+    # int8 weights saved by another library: its module names -> the zoo's int8 graph's, one dotted component at a
+    # time (None: a module the int8 graph leaves out, such as an aux head, whose tensors are dropped)
+    quantized_keys: dict[str, str | None] | None = None
     dataset: str = ""  # what the weights were trained on, where a training run wrote it ("" for the published tags)
     fine_tuned_from: str = ""  # the weights a training run started from ("arch.tag"), "" when trained from scratch
 

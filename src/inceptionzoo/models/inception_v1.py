@@ -445,6 +445,7 @@ default_cfgs = generate_default_cfgs(
             paper_row="torchvision googlenet",
             url="https://download.pytorch.org/models/quantized/googlenet_fbgemm-c81f6644.pth",
             quantized="fbgemm",
+            quantized_keys={"cat": "concat", "aux1": None, "aux2": None},
             mean=IMAGENET_INCEPTION_MEAN,
             std=IMAGENET_INCEPTION_STD,
             top1=69.826,

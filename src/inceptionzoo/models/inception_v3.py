@@ -657,6 +657,13 @@ default_cfgs = generate_default_cfgs(
             paper_row=_ROW_8,
             url="https://download.pytorch.org/models/quantized/inception_v3_google_fbgemm-a2837893.pth",
             quantized="fbgemm",
+            quantized_keys={
+                "myop": "concat",
+                "myop1": "concat",
+                "myop2": "concat_1",
+                "myop3": "concat_2",
+                "AuxLogits": None,
+            },
             top1=77.176,
             top5=93.354,
             license="bsd-3-clause",

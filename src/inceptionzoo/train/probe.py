@@ -44,7 +44,7 @@ def extract_features(
     fused, in ``autocast_dtype``), ``chunk`` images at a time; ``count`` (the images to expect) lets the result be
     one tensor filled in place instead of a list of small ones, which on glibc fragments memory over a long pass.
     """
-    from ..inference import optimize_for_inference
+    from ..deploy import optimize_for_inference
 
     device = torch.device(device)
     backbone = copy.deepcopy(unwrap_model(model)).eval()

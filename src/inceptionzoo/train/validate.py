@@ -105,7 +105,7 @@ def validate(
     ``amp`` None is the training run's own setting when ``model`` is a run's folder, else ``none``."""
     from .. import create_model
     from ..complexity import count_parameters
-    from ..inference import optimize_for_inference
+    from ..deploy import optimize_for_inference
     from .data.cache import default_cache_dir
     from .loop import _autocast_dtype, _Distributed, default_workers
 

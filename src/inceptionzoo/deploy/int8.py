@@ -25,11 +25,11 @@ from torch.ao import quantization as ao_quantization
 from torch.ao.nn import intrinsic
 from torch.ao.nn.quantized import FloatFunctional
 
-from ._validation import check_image_input
-from .inference import fold_batchnorm, keep_model_attributes
-from .layers import ConvNormAct
+from .._validation import check_image_input
+from ..layers import ConvNormAct
+from .passes import fold_batchnorm, keep_model_attributes
 
-__all__ = ["QuantizedModel", "load_quantized", "prepare_quantization", "quantize", "torchvision_int8_keys"]
+__all__ = ["QuantizedModel", "load_quantized", "prepare_quantization", "quantize", "rename_int8_keys"]
 
 _logger = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class QuantizedModel(nn.Module):
     precision = "int8"
 
     # oneDNN's int8 convolutions (the x86 engine's choice on CPUs with AMX or VNNI) pack their weights for the input
-    # shape of their first call and reorder them on every call of another shape, 1.6-5x slower (measured here); so
-    # each input shape gets a copy of the graph packed for it, the most recent few kept
+    # shape of their first call and reorder them on every call of another shape, which is slower (docs/design.md);
+    # so each input shape gets a copy of the graph packed for it, the most recent few kept
     SHAPES_KEPT = 4
 
     def __init__(self, model: fx.GraphModule, source: nn.Module, engine: str = BACKEND) -> None:
@@ -244,9 +244,8 @@ def prepare_quantization(model: nn.Module, qconfig: Any = None) -> fx.GraphModul
 def default_qconfig() -> Any:
     """torch's x86 qconfig (histogram observer for activations, per-channel min-max for weights), with the full
     8-bit activation range where the CPU has VNNI or AMX-INT8. torch's default keeps 7 bits (``reduce_range``) so
-    that fbgemm's AVX2 kernels cannot saturate; with VNNI that only costs accuracy (on a CIFAR-10 model measured here:
-    95.0% agreement with fp32 at 8 bits, 87.2% at 7)."""
-    from .precision import cpu_info
+    that fbgemm's AVX2 kernels cannot saturate; with VNNI that only costs accuracy (docs/performance.md)."""
+    from ..precision import cpu_info
 
     flags = cpu_info().flags
     if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
@@ -311,35 +310,48 @@ def quantize(model: nn.Module, calibration_batches: Iterable[torch.Tensor], qcon
     return quantized
 
 
-# torchvision's quantizable Inception modules name their concatenations ``myop`` (``myop1``-``myop3`` in
-# Inception-v3's 8x8 modules, in the order they run) or ``cat`` (GoogLeNet); prepare_quantization names them
-# ``concat``, ``concat_1``, ``concat_2`` in the order the forward runs them
-_TORCHVISION_FUNCTIONAL = re.compile(r"\.(?:myop(\d?)|cat)(?=\.)")
-_AUX_HEADS = ("AuxLogits.", "aux1.", "aux2.")
+def rename_int8_keys(state_dict: Mapping[str, Any], key_map: Mapping[str, str | None] | None) -> OrderedDict:
+    """An int8 state dict saved by another library under the zoo's names, its module versions kept. ``key_map``
+    (an int8 tag's ``pretrained_cfg["quantized_keys"]``, declared next to the tag in its model file) renames module
+    names one dotted component at a time; a component mapped to None is a module the int8 graph leaves out (an
+    auxiliary head, which eval mode never runs), whose tensors are dropped. ``quantize`` names its own
+    concatenation modules ``concat``, ``concat_1``, ... in the order the forward runs them."""
+    key_map = dict(key_map or {})
 
+    def rename(module_path: list[str]) -> list[str] | None:
+        if any(key_map.get(part, part) is None for part in module_path):
+            return None
+        return [key_map.get(part, part) for part in module_path]
 
-def _torchvision_key(key: str) -> str:
-    def rename(match: re.Match) -> str:
-        index = int(match.group(1) or 1) - 1
-        return ".concat" if index == 0 else f".concat_{index}"
-
-    return _TORCHVISION_FUNCTIONAL.sub(rename, "." + key)[1:]
-
-
-def torchvision_int8_keys(state_dict: Mapping[str, Any]) -> OrderedDict:
-    """torchvision's int8 state dict with the zoo's names, its module versions kept; the auxiliary heads' tensors are
-    left out, since an int8 model is an inference graph and eval mode never runs them."""
-    mapped = OrderedDict((_torchvision_key(k), v) for k, v in state_dict.items() if not k.startswith(_AUX_HEADS))
+    mapped = OrderedDict()
+    for key, value in state_dict.items():
+        *path, leaf = key.split(".")
+        renamed = rename(path)
+        if renamed is not None:
+            mapped[".".join([*renamed, leaf])] = value
     metadata = getattr(state_dict, "_metadata", None)
     if metadata is not None:
-        mapped._metadata = OrderedDict((_torchvision_key(k + ".")[:-1] if k else k, v) for k, v in metadata.items())  # type: ignore[attr-defined]
+        kept = OrderedDict()
+        for key, value in metadata.items():
+            renamed = rename(key.split(".")) if key else []
+            if renamed is not None:
+                kept[".".join(renamed)] = value
+        mapped._metadata = kept  # type: ignore[attr-defined]
     return mapped
 
 
-def load_quantized(model: nn.Module, state_dict: Mapping[str, Any], engine: str, source: str = "") -> QuantizedModel:
+def load_quantized(
+    model: nn.Module,
+    state_dict: Mapping[str, Any],
+    engine: str,
+    source: str = "",
+    key_map: Mapping[str, str | None] | None = None,
+) -> QuantizedModel:
     """``model``'s structure quantized as torchvision's eager post-training quantization does (per-channel weights,
-    min-max observers), then the int8 ``state_dict`` loaded into it strictly, packed for ``engine``."""
-    from .checkpoint import CheckpointMismatchError
+    min-max observers), then the int8 ``state_dict`` loaded into it strictly, packed for ``engine``. Its keys are
+    renamed by ``key_map`` (default: ``model.pretrained_cfg["quantized_keys"]``, the int8 tag's; see
+    ``rename_int8_keys``)."""
+    from ..checkpoint import CheckpointMismatchError
 
     qconfig = ao_quantization.QConfig(
         activation=ao_quantization.default_observer, weight=ao_quantization.default_per_channel_weight_observer
@@ -348,7 +360,9 @@ def load_quantized(model: nn.Module, state_dict: Mapping[str, Any], engine: str,
     _, height, width = model.pretrained_cfg["input_size"]
     # the observers need one pass before convert; the loaded state dict then replaces every scale they chose
     graph = convert_prepared(prepared, [torch.zeros(1, model.in_chans, height, width)], engine)
-    mapped = torchvision_int8_keys(state_dict)
+    if key_map is None:
+        key_map = (getattr(model, "pretrained_cfg", None) or {}).get("quantized_keys")
+    mapped = rename_int8_keys(state_dict, key_map)
     expected = set(graph.state_dict())
     missing, unexpected = sorted(expected - set(mapped)), sorted(set(mapped) - expected)
     if missing or unexpected:

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .inference import keep_model_attributes
+from .passes import keep_model_attributes
 
-__all__ = ["OnnxRuntimeModel", "export_onnx"]
+__all__ = ["OnnxRuntimeModel", "export_onnx", "onnxruntime_engine"]
 
 _EXTRA = 'pip install "inceptionzoo[onnx]"'
 
@@ -86,7 +86,7 @@ def _quantize_onnx(source: Path, target: Path, calibration_batches: Iterable[tor
     (quantization,) = _require("onnxruntime.quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .quantization import calibration_images
+    from .int8 import calibration_images
 
     prepared = source.with_name(source.stem + ".prepared.onnx")
     # ONNX's own shape inference is enough for these convolutional graphs; ONNX Runtime's symbolic one fails on some
@@ -172,3 +172,18 @@ class OnnxRuntimeModel(nn.Module):
             )
         (out,) = self.session.run(None, {self.input_name: x.detach().float().contiguous().numpy()})
         return torch.from_numpy(out)
+
+
+def onnxruntime_engine(
+    model: nn.Module, dtype: Any = "auto", *, compile: bool = False, merge_branches: bool = True,
+    calibration_batches: Iterable[torch.Tensor] | None = None,
+) -> OnnxRuntimeModel:  # fmt: skip
+    """``optimize_for_inference(model, engine="onnxruntime")``: ``model`` exported and run by ONNX Runtime, in
+    float32 or (``dtype="int8"``) int8 through ONNX Runtime's static quantization. ``compile`` and
+    ``merge_branches`` are the torch engine's; ONNX Runtime optimizes the graph itself."""
+    int8 = dtype in ("int8", torch.qint8)
+    if dtype not in ("auto", None, torch.float32, "float32", "int8", torch.qint8):
+        raise ValueError(f"the onnxruntime engine runs float32 or int8, not {dtype!r}")
+    fast = OnnxRuntimeModel.from_model(model, int8=int8, calibration_batches=calibration_batches)
+    fast.precision_reason = "asked for int8" if int8 else "ONNX Runtime runs float32 on the CPU"
+    return fast
