@@ -7,10 +7,8 @@ so a run resumed from a checkpoint draws the same numbers as one that was never 
 """
 
 import json
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,22 +17,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .config import _RESUME_MUST_MATCH, TrainConfig, _refuse_finished, _resolve_recipe
 from .data.cache import default_cache_dir
 from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
+from .distributed import _Distributed, _replicas_identical, _seed, default_workers
 from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
 from .recipes import (
-    RECIPES,
     create_ema,
     create_loss,
     create_optimizer,
     create_scheduler,
     finish_lookahead,
     freeze_norm_scales,
-    recipe_for,
     set_lookahead_alpha,
 )
-from .reporting import MetricsLog, plot_metrics
+from .reporting import MetricsLog, _Progress, plot_metrics
 from .resume import (
     LATEST,
     RunFolderLockedError,
@@ -46,118 +44,6 @@ from .resume import (
 )
 
 __all__ = ["TrainConfig", "describe_trained_model", "fit"]
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; ``None`` means "the recipe's value" (see ``inceptionzoo.train.recipes``)."""
-
-    model: str = "inception_v1_cifar"
-    data: str = ""
-    output: str = ""
-    pretrained: bool = False
-    download: bool = False
-    cache_dir: str | None = None
-    recipe: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    warmup_epochs: float | None = None
-    ema_decay: float | None = None
-    ema: bool = True
-    clip_grad: float | None = None
-    val_size: int = 5000
-    eval_test: bool = False
-    subset: int | None = None
-    image_size: int | None = None
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    sync_bn: bool = False
-    flip_tta: bool = True
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    resume: str | None = None
-    keep_checkpoints: int = 2
-    progress: bool = True
-    data_mode: str = "auto"
-    memory_budget_gb: float = 4.0
-    workers: int | None = None
-    skip_bad_images: bool = False
-    train_crop: str = "auto"
-    color_jitter: float | None = None
-    auto_augment: str | None = None
-    random_erasing: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    grad_accum: int = 1
-    layer_decay: float | None = None
-    freeze: bool = False
-    unfreeze_after: int | None = None
-    log_every: int = 50
-    aux_logits: bool | None = None
-    momentum: float | None = None
-    whiten_stem: bool | None = None
-    freeze_norm_scale: bool | None = None
-    norm_bias_lr_scale: float | None = None
-    lookahead: bool | None = None
-    translate: int | None = None
-    alternate_flip: bool | None = None
-    translate_tta: int | None = None
-
-
-# settings that must match when a run is resumed (others, such as --progress or --threads, may change)
-_RESUME_MUST_MATCH = (
-    "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
-    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits", "whiten_stem",
-    "lookahead",
-)  # fmt: skip
-
-# settings that override the recipe's value of the same name when given
-_RECIPE_OVERRIDES = (
-    "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
-    "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
-)  # fmt: skip
-
-
-class _Distributed:
-    """Rank, world size and device of this process; sets up the process group when launched by torchrun."""
-
-    def __init__(self, device: str) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
-        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
-        if use_cuda:
-            torch.cuda.set_device(self.device)
-        self.owns_group = False
-        self._last_barrier: Any = None
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            self.owns_group = True
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            # the work is kept until the next barrier or the group's end: before torch 2.8, gloo's destructor joins
-            # its worker threads holding the GIL, and a worker that dropped the last reference to a finished
-            # collective (a barrier holds the ones it waited for) would wait for the GIL forever (pytorch#154976)
-            self._last_barrier = dist.barrier(async_op=True)
-            self._last_barrier.wait()
-
-    def close(self) -> None:
-        if self.owns_group:
-            dist.destroy_process_group()
-        self._last_barrier = None  # freed here, on this thread, after gloo's workers have stopped
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -176,93 +62,12 @@ def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
-def _seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    return config.seed * 1_000_003 + epoch * 1_009 + rank
-
-
-def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
-    overrides = {name: getattr(config, name) for name in _RECIPE_OVERRIDES if getattr(config, name) is not None}
-    if config.warmup_epochs is not None:
-        overrides["warmup_fraction"] = None  # an explicit warm-up in epochs replaces the recipe's share
-    if config.ema_decay is not None:
-        overrides["ema_decay"] = config.ema_decay
-    if not config.ema:
-        overrides["ema_decay"] = None
-    if config.recipe is not None:
-        if config.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {', '.join(RECIPES)}")
-        base = RECIPES[config.recipe]
-    else:
-        base = recipe_for(model)
-    recipe = replace(base, **overrides)
-    # learning rates scale linearly with the global batch (Goyal et al., 2017) unless --lr is given
-    lr = config.lr if config.lr is not None else base.lr * recipe.batch_size * world_size / base.batch_size
-    return replace(recipe, lr=lr)
-
-
 def _new_run_folder(model: str, env: _Distributed) -> str:
     """``runs/<model>-<date>-<time>``, as timm names runs; rank 0's choice is shared with the other ranks."""
     name = [f"runs/{model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"]
     if env.world_size > 1:
         dist.broadcast_object_list(name, src=0)
     return name[0]
-
-
-def default_workers(world_size: int) -> int:
-    """DataLoader workers per process for streamed data: the cores this process has, less one for training."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores // world_size - 1))
-
-
-class _Progress:
-    """A tqdm bar on a terminal; elsewhere (a CI log, a batch job's file) one line every ``every`` steps instead
-    of a redraw per step. Both show loss, top-1, images per second and the time spent waiting for data."""
-
-    def __init__(self, total: int, description: str, enabled: bool, every: int, world_size: int) -> None:
-        self.total, self.description, self.enabled, self.every = total, description, enabled, every
-        self.world_size = world_size
-        self.began = time.perf_counter()
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, step: int, totals: torch.Tensor, data_wait: float) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-        last = step + 1 == self.total
-        if (step + 1) % (10 if self.bar is not None else self.every) and not last:
-            return
-        loss, top1, _, seen = totals.tolist()  # a host sync, but only every few steps
-        elapsed = time.perf_counter() - self.began
-        rate = seen * self.world_size / elapsed
-        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}",
-                       data_wait=f"{100 * data_wait / elapsed:.0f}%")  # fmt: skip
-        if self.bar is not None:
-            self.bar.set_postfix(figures)
-        else:
-            shown = "  ".join(f"{k} {v}" for k, v in figures.items())
-            print(f"{self.description} step {step + 1}/{self.total}: {shown}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _replicas_identical(model: nn.Module) -> bool:
-    """True when every rank holds exactly rank 0's weights and buffers."""
-    same = torch.ones(1)
-    for tensor in model.state_dict().values():
-        reference = tensor.detach().clone()
-        dist.broadcast(reference, src=0)
-        if not torch.equal(reference, tensor):
-            same.zero_()
-    same = same.to(next(model.parameters()).device)
-    dist.all_reduce(same, op=dist.ReduceOp.MIN)
-    return bool(same.item())
 
 
 def fit(config: TrainConfig) -> dict[str, Any]:
@@ -302,22 +107,6 @@ def _lock_output(output: Path, env: _Distributed) -> RunLock | None:
     for note in lock.notes if lock is not None else []:
         print(note, flush=True)
     return lock
-
-
-def _refuse_finished(resume: str) -> None:
-    """A ``--resume`` of a run that trained all its epochs and wrote its summary is an error saying so."""
-    run_folder = find_checkpoint(resume).parent.parent
-    try:
-        summary = json.loads((run_folder / "summary.json").read_text())
-        done, epochs = summary["final"]["epoch"], summary["epochs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no (readable) summary: the run did not finish
-    if done >= epochs:
-        raise ValueError(
-            f"{run_folder} is a finished run: all {epochs} epochs trained, its model saved in "
-            f"{run_folder / 'model'}; there is nothing to resume. To train on, start a new run (with more --epochs, "
-            "or fine-tuning that model)"
-        )
 
 
 def describe_trained_model(
