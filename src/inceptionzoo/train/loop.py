@@ -22,7 +22,7 @@ from .data.cache import default_cache_dir
 from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
 from .distributed import _Distributed, _replicas_identical, _seed, default_workers
-from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
+from .engine import EpochStats, _autocast_dtype, evaluate, train_one_epoch, unwrap_model
 from .recipes import (
     create_ema,
     create_loss,
@@ -44,22 +44,6 @@ from .resume import (
 )
 
 __all__ = ["TrainConfig", "describe_trained_model", "fit"]
-
-
-def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none":
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError("--amp fp16 needs a CUDA device (it relies on a gradient scaler); use bf16 on CPU")
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp != "auto":
-        raise ValueError(f"--amp must be auto, bf16, fp16 or none, got {amp!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
 def _new_run_folder(model: str, env: _Distributed) -> str:

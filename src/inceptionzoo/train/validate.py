@@ -107,7 +107,8 @@ def validate(
     from ..complexity import count_parameters
     from ..inference import optimize_for_inference
     from .data.cache import default_cache_dir
-    from .loop import _autocast_dtype, _Distributed, default_workers
+    from .engine import _autocast_dtype
+    from .loop import _Distributed, default_workers
 
     if amp is None:
         amp = (run_amp(model) if isinstance(model, str) else None) or "none"
