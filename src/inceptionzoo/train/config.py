@@ -9,7 +9,14 @@ from torch import nn
 from .recipes import RECIPES, recipe_for
 from .resume import find_checkpoint
 
-__all__ = ["TrainConfig"]
+__all__ = [
+    "RECIPE_OVERRIDES",
+    "RESUME_MUST_MATCH",
+    "TrainConfig",
+    "check_resume_matches",
+    "refuse_finished_run",
+    "resolve_recipe",
+]
 
 
 @dataclass
@@ -74,21 +81,23 @@ class TrainConfig:
 
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
-_RESUME_MUST_MATCH = (
+RESUME_MUST_MATCH = (
     "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
     "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits", "whiten_stem",
     "lookahead",
 )  # fmt: skip
 
 # settings that override the recipe's value of the same name when given
-_RECIPE_OVERRIDES = (
+RECIPE_OVERRIDES = (
     "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
     "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
 )  # fmt: skip
 
 
-def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
-    overrides = {name: getattr(config, name) for name in _RECIPE_OVERRIDES if getattr(config, name) is not None}
+def resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
+    """The recipe this run trains with: ``--recipe`` (else the model's own) with the settings given on top, the
+    learning rate scaled linearly with the global batch unless ``--lr`` is given."""
+    overrides = {name: getattr(config, name) for name in RECIPE_OVERRIDES if getattr(config, name) is not None}
     if config.warmup_epochs is not None:
         overrides["warmup_fraction"] = None  # an explicit warm-up in epochs replaces the recipe's share
     if config.ema_decay is not None:
@@ -107,7 +116,7 @@ def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> A
     return replace(recipe, lr=lr)
 
 
-def _refuse_finished(resume: str) -> None:
+def refuse_finished_run(resume: str) -> None:
     """A ``--resume`` of a run that trained all its epochs and wrote its summary is an error saying so."""
     run_folder = find_checkpoint(resume).parent.parent
     try:
@@ -121,3 +130,12 @@ def _refuse_finished(resume: str) -> None:
             f"{run_folder / 'model'}; there is nothing to resume. To train on, start a new run (with more --epochs, "
             "or fine-tuning that model)"
         )
+
+
+def check_resume_matches(saved: dict[str, Any], resolved: dict[str, Any], resume: str) -> None:
+    """Raise a ValueError naming every ``RESUME_MUST_MATCH`` setting in which the checkpoint's saved config
+    (``saved``) and this run's (``resolved``) differ."""
+    differs = [k for k in RESUME_MUST_MATCH if saved.get(k) != resolved.get(k)]
+    if differs:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {resolved.get(k)!r}" for k in differs)
+        raise ValueError(f"cannot resume {find_checkpoint(resume)} with different settings ({details})")

@@ -1,4 +1,5 @@
-"""The process group of a run launched by torchrun, each epoch's seed, and the checks that replicas agree."""
+"""The processes of a run: rank, device and process group (torchrun), each epoch's seed, DDP, and what the ranks
+share (sums, BatchNorm statistics, the check that replicas agree)."""
 
 import os
 from typing import Any
@@ -7,12 +8,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import TrainConfig
+__all__ = [
+    "Distributed",
+    "all_ranks_sum",
+    "average_batchnorm_statistics",
+    "default_workers",
+    "epoch_seed",
+    "replicas_identical",
+    "wrap_ddp",
+]
 
-__all__ = ["default_workers"]
 
-
-class _Distributed:
+class Distributed:
     """Rank, world size and device of this process; sets up the process group when launched by torchrun."""
 
     def __init__(self, device: str) -> None:
@@ -49,8 +56,36 @@ class _Distributed:
         self._last_barrier = None  # freed here, on this thread, after gloo's workers have stopped
 
 
-def _seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    return config.seed * 1_000_003 + epoch * 1_009 + rank
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one rank's epoch: a resumed run draws the same numbers as one that was never interrupted."""
+    return seed * 1_000_003 + epoch * 1_009 + rank
+
+
+def wrap_ddp(model: nn.Module, env: Distributed) -> nn.Module:
+    """``model`` in DistributedDataParallel when the run has several processes, else ``model`` itself."""
+    if env.world_size == 1:
+        return model
+    device_ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def average_batchnorm_statistics(modules: list[nn.Module | None], world_size: int) -> None:
+    """Average the BatchNorm running statistics of ``modules`` over the ranks: each rank's saw only its own batches."""
+    if world_size > 1:
+        from timm.utils import distribute_bn
+
+        for module in modules:
+            if module is not None:
+                distribute_bn(module, world_size, reduce=True)
+
+
+def all_ranks_sum(count: int, env: Distributed) -> int:
+    """``count`` summed over every rank."""
+    if env.world_size == 1:
+        return count
+    total = torch.tensor([count], dtype=torch.int64, device=env.device)
+    dist.all_reduce(total)
+    return int(total.item())
 
 
 def default_workers(world_size: int) -> int:
@@ -59,7 +94,7 @@ def default_workers(world_size: int) -> int:
     return max(1, min(8, cores // world_size - 1))
 
 
-def _replicas_identical(model: nn.Module) -> bool:
+def replicas_identical(model: nn.Module) -> bool:
     """True when every rank holds exactly rank 0's weights and buffers."""
     same = torch.ones(1)
     for tensor in model.state_dict().values():

@@ -17,7 +17,15 @@ from torch import nn
 
 from .recipes import Recipe
 
-__all__ = ["EpochStats", "evaluate", "train_one_epoch", "unwrap_model"]
+__all__ = [
+    "EpochStats",
+    "autocast",
+    "autocast_dtype",
+    "evaluate",
+    "split_outputs",
+    "train_one_epoch",
+    "unwrap_model",
+]
 
 
 @dataclass
@@ -30,7 +38,8 @@ class EpochStats:
     images: int
 
 
-def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(logits, [auxiliary logits])`` of a model's output, plain logits or an InceptionOutputs tuple."""
     if isinstance(output, tuple):  # InceptionOutputs / GoogLeNetOutputs: logits first, then the aux heads
         return output[0], [aux for aux in output[1:] if aux is not None]
     return output, []
@@ -53,11 +62,12 @@ def _batch_totals(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
     )
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``; ``None`` runs in float32."""
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "none":
         return None
     if amp == "fp16":
@@ -118,8 +128,8 @@ def train_one_epoch(
         last_of_update = (step + 1) % grad_accum == 0
         sync = contextlib.nullcontext() if last_of_update or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with _autocast(device, autocast_dtype):
-                logits, aux = _split_outputs(model(images))
+            with autocast(device, autocast_dtype):
+                logits, aux = split_outputs(model(images))
                 loss = loss_fn(logits, targets)
                 for aux_logits in aux:
                     loss = loss + recipe.aux_weight * loss_fn(aux_logits, targets)
@@ -177,8 +187,8 @@ def _stats(totals: torch.Tensor) -> EpochStats:
 
 
 def _views_logits(model: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
-    logits = _split_outputs(model(images))[0]
-    return (logits + _split_outputs(model(images.flip(-1)))[0]) / 2 if flip else logits
+    logits = split_outputs(model(images))[0]
+    return (logits + split_outputs(model(images.flip(-1)))[0]) / 2 if flip else logits
 
 
 def _shifted_views(images: torch.Tensor, pixels: int) -> list[torch.Tensor]:
@@ -208,7 +218,7 @@ def evaluate(
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with _autocast(device, autocast_dtype):
+        with autocast(device, autocast_dtype):
             logits = _views_logits(model, images, flip_tta)
             if translate_tta:
                 logits = logits / 2 + sum(_views_logits(model, view, flip_tta) for view in

@@ -17,12 +17,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import _RESUME_MUST_MATCH, TrainConfig, _refuse_finished, _resolve_recipe
+from .config import TrainConfig, check_resume_matches, refuse_finished_run, resolve_recipe
 from .data.cache import default_cache_dir
 from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
-from .distributed import _Distributed, _replicas_identical, _seed, default_workers
-from .engine import EpochStats, _autocast_dtype, evaluate, train_one_epoch, unwrap_model
+from .distributed import (
+    Distributed,
+    all_ranks_sum,
+    average_batchnorm_statistics,
+    default_workers,
+    epoch_seed,
+    replicas_identical,
+    wrap_ddp,
+)
+from .engine import EpochStats, autocast_dtype, evaluate, train_one_epoch, unwrap_model
 from .recipes import (
     create_ema,
     create_loss,
@@ -32,21 +40,20 @@ from .recipes import (
     freeze_norm_scales,
     set_lookahead_alpha,
 )
-from .reporting import MetricsLog, _Progress, plot_metrics
+from .reporting import MetricsLog, Progress, plot_metrics
 from .resume import (
     LATEST,
     RunFolderLockedError,
     RunLock,
-    find_checkpoint,
     load_training_state,
     remove_stale_partials,
     save_training_state,
 )
 
-__all__ = ["TrainConfig", "describe_trained_model", "fit"]
+__all__ = ["Run", "TrainConfig", "describe_trained_model", "fit"]
 
 
-def _new_run_folder(model: str, env: _Distributed) -> str:
+def _new_run_folder(model: str, env: Distributed) -> str:
     """``runs/<model>-<date>-<time>``, as timm names runs; rank 0's choice is shared with the other ranks."""
     name = [f"runs/{model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"]
     if env.world_size > 1:
@@ -57,13 +64,13 @@ def _new_run_folder(model: str, env: _Distributed) -> str:
 def fit(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; returns the summary also written to ``<output>/summary.json``."""
     started = time.perf_counter()
-    env = _Distributed(config.device)
+    env = Distributed(config.device)
     lock = None
     try:
         if not config.output:
             config = replace(config, output=_new_run_folder(config.model, env))
         lock = _lock_output(Path(config.output), env)
-        run = _Run(config, env, started)
+        run = Run(config, env, started)
         if config.freeze:
             from .probe import fit_frozen
 
@@ -75,7 +82,7 @@ def fit(config: TrainConfig) -> dict[str, Any]:
         env.close()
 
 
-def _lock_output(output: Path, env: _Distributed) -> RunLock | None:
+def _lock_output(output: Path, env: Distributed) -> RunLock | None:
     """Rank 0 locks the output folder for the run (the other ranks share its lock); every rank stops when it is
     held by another run, with the error naming that run."""
     lock, refused = None, [""]
@@ -131,11 +138,11 @@ def describe_trained_model(
     }  # fmt: skip
 
 
-class _Run:
+class Run:
     """One training run, as named steps: set up (model, data, recipe, optimizer, restore), then per epoch train,
-    validate and checkpoint, then test and save."""
+    validate and checkpoint, then test and save. ``probe.fit_frozen`` runs ``--freeze`` through the same steps."""
 
-    def __init__(self, config: TrainConfig, env: _Distributed, started: float) -> None:
+    def __init__(self, config: TrainConfig, env: Distributed, started: float) -> None:
         from .. import create_model
 
         if config.threads:
@@ -162,7 +169,7 @@ class _Run:
         self.checkpoints = self.output / "checkpoints"
         self.cache_dir = str(config.cache_dir or default_cache_dir())
         if config.resume is not None:
-            _refuse_finished(config.resume)
+            refuse_finished_run(config.resume)
         if config.resume is None and (self.checkpoints / LATEST).exists():
             raise FileExistsError(
                 f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
@@ -172,7 +179,7 @@ class _Run:
         with torch.device("meta"):  # its config only: no weights initialised, the real model is built below
             probe_model = create_model(config.model, pretrained=False)
         self.size = self._image_size(probe_model)
-        self.recipe = _resolve_recipe(config, probe_model, env.world_size)
+        self.recipe = resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
         aux = {}
         if hasattr(probe_model, "aux_logits"):  # the papers' recipes train from scratch with the auxiliary heads
@@ -186,7 +193,7 @@ class _Run:
             config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux
         )
         self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
-        self.autocast_dtype = _autocast_dtype(config.amp, env.device)
+        self.autocast_dtype = autocast_dtype(config.amp, env.device)
 
     def _image_size(self, model: nn.Module) -> int:
         native = model.pretrained_cfg["input_size"][-1]
@@ -257,10 +264,10 @@ class _Run:
             unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
             if unfreeze and self._set_backbone_trainable(True):
                 net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
-            torch.manual_seed(_seed(config, epoch, env.rank))  # dropout and any other draws of this epoch
+            torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))  # dropout and any other draws of this epoch
             loader = self.splits.train.epoch(epoch)
-            progress = _Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
-                                 env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
+            progress = Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
+                                env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
             stats = train_one_epoch(
                 net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
                 device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
@@ -270,7 +277,7 @@ class _Run:
             progress.close()
             if lookahead is not None and epoch + 1 == recipe.epochs:
                 finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
-            self._average_batchnorm_statistics(ema)
+            average_batchnorm_statistics([self.model, ema.module if ema is not None else None], env.world_size)
             train_time = time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch,
@@ -281,7 +288,7 @@ class _Run:
                 "train_top5": stats.top5,
                 "train_images_per_s": stats.images / train_time,
             }
-            skipped = self._all_ranks_sum(self.splits.train.skipped)
+            skipped = all_ranks_sum(self.splits.train.skipped, env)
             if skipped:
                 row["skipped_images"] = skipped
             if self.splits.val is not None:
@@ -352,10 +359,7 @@ class _Run:
         return changed
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        net = model
-        if self.env.world_size > 1:
-            device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        net = wrap_ddp(model, self.env)
         if self.config.compile:  # the training step only; evaluation runs the plain modules (no second compilation)
             net = torch.compile(net)
         return net
@@ -368,11 +372,7 @@ class _Run:
         if self.config.resume is None:
             return 0, 0.0
         state = load_training_state(self.config.resume, model, ema.module if ema is not None else None)
-        saved = state["config"]
-        differs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != resolved.get(k)]
-        if differs:
-            details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {resolved.get(k)!r}" for k in differs)
-            raise ValueError(f"cannot resume {find_checkpoint(self.config.resume)} with different settings ({details})")
+        check_resume_matches(state["config"], resolved, self.config.resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if grad_scaler is not None and "grad_scaler" in state:
@@ -411,21 +411,6 @@ class _Run:
         for note in splits.notes:
             print(f"data: {note}", flush=True)
         return MetricsLog(self.output, start_epoch=start_epoch)
-
-    def _average_batchnorm_statistics(self, ema: Any) -> None:
-        if self.env.world_size > 1:  # each rank's BatchNorm saw only its own batches: average running statistics
-            from timm.utils import distribute_bn
-
-            for module in (self.model, ema.module if ema is not None else None):
-                if module is not None:
-                    distribute_bn(module, self.env.world_size, reduce=True)
-
-    def _all_ranks_sum(self, count: int) -> int:
-        if self.env.world_size == 1:
-            return count
-        total = torch.tensor([count], dtype=torch.int64, device=self.env.device)
-        dist.all_reduce(total)
-        return int(total.item())
 
     def evaluate(self, loader: Any, ema: Any = None) -> EpochStats:
         eval_model = ema.module if ema is not None else self.model
@@ -489,9 +474,9 @@ class _Run:
             summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
                                "top5": test_stats.top5, "flip_tta": self.config.flip_tta,
                                "translate_tta": self.recipe.translate_tta,
-                               "skipped_images": self._all_ranks_sum(self.splits.test.skipped)}  # fmt: skip
+                               "skipped_images": all_ranks_sum(self.splits.test.skipped, env)}  # fmt: skip
         if env.world_size > 1:
-            summary["replicas_identical"] = _replicas_identical(self.model)
+            summary["replicas_identical"] = replicas_identical(self.model)
         summary["wall_seconds"] = time.perf_counter() - self.started
         if env.is_main:
             from ..hub import save_pretrained

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricsLog", "plot_metrics"]
+__all__ = ["MetricsLog", "Progress", "plot_metrics"]
 
 
 def _partial(path: Path) -> Path:
@@ -115,7 +115,7 @@ def plot_metrics(
     return path
 
 
-class _Progress:
+class Progress:
     """A tqdm bar on a terminal; elsewhere (a CI log, a batch job's file) one line every ``every`` steps instead
     of a redraw per step. Both show loss, top-1, images per second and the time spent waiting for data."""
 

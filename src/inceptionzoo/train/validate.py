@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .data.sources import open_eval_split
-from .engine import evaluate
+from .distributed import Distributed, default_workers
+from .engine import autocast_dtype, evaluate
 
 __all__ = ["check_class_order", "main", "resolve_model_source", "run_amp", "validate"]
 
@@ -107,13 +108,11 @@ def validate(
     from ..complexity import count_parameters
     from ..inference import optimize_for_inference
     from .data.cache import default_cache_dir
-    from .engine import _autocast_dtype
-    from .loop import _Distributed, default_workers
 
     if amp is None:
         amp = (run_amp(model) if isinstance(model, str) else None) or "none"
 
-    env = _Distributed(device)
+    env = Distributed(device)
     try:
         if isinstance(model, nn.Module):
             net, name = model, getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
@@ -133,16 +132,16 @@ def validate(
             net = create_model(name, checkpoint_path=checkpoint, num_classes=len(classes))
         if check_classes:
             check_class_order(net, classes, where)
-        autocast_dtype = _autocast_dtype(amp, env.device)
+        dtype = autocast_dtype(amp, env.device)
         parameters = count_parameters(net)
         net = net.to(env.device).eval()
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         if optimize:
-            net = optimize_for_inference(net, dtype=autocast_dtype)
-            autocast_dtype = None  # the optimized copy runs in its own dtype
+            net = optimize_for_inference(net, dtype=dtype)
+            dtype = None  # the optimized copy runs in its own dtype
         began = time.perf_counter()
-        stats = evaluate(net, loader.epoch(0), nn.CrossEntropyLoss(), flip_tta, autocast_dtype, env.device)
+        stats = evaluate(net, loader.epoch(0), nn.CrossEntropyLoss(), flip_tta, dtype, env.device)
         seconds = time.perf_counter() - began
     finally:
         env.close()
