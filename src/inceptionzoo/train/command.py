@@ -46,7 +46,8 @@ _HELP = {
     "eval_test": "evaluate test/ once, after the last epoch (report this figure once; tune on validation)",
     "subset": "use a random class-balanced N images of train/ (and at most N of test/), for quick runs",
     "image_size": "train and evaluate at this size (default: the model's input size, 299 for ImageNet weights)",
-    "amp": "autocast dtype: auto (bf16 where the CPU or GPU supports it, else fp16 on CUDA), bf16, fp16 or none",
+    "amp": "autocast dtype: auto (inceptionzoo.precision.choose_precision's: bf16 on a GPU that has it, else fp16; "
+    "on a CPU bf16 where it runs faster than fp32, else none), bf16, fp16 or none",
     "channels_last": "keep images and weights in channels_last memory layout (default on)",
     "compile": "run the training step through torch.compile after one to two minutes of compiling: 1.66x the eager "
     "step for inception_v3_cifar on CPU, but slower for inception_v1_cifar (default off)",

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from timm.utils import unwrap_model  # DDP (module) and torch.compile (_orig_mod) wrappers
 from torch import nn
 
+from ..precision import choose_precision
 from .recipes import Recipe
 
 __all__ = [
@@ -68,6 +69,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--amp``: ``bf16``, ``fp16`` (CUDA only: it needs a gradient scaler), ``none``
+    (float32, no autocast), or ``auto``: ``precision.choose_precision``'s pick for ``device``, the one rule that
+    inference's ``dtype="auto"`` follows too."""
     if amp == "none":
         return None
     if amp == "fp16":
@@ -78,9 +82,8 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if amp != "auto":
         raise ValueError(f"--amp must be auto, bf16, fp16 or none, got {amp!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    chosen = choose_precision(device).dtype
+    return None if chosen == torch.float32 else chosen
 
 
 def train_one_epoch(
