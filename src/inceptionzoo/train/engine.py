@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from timm.utils import unwrap_model  # DDP (module) and torch.compile (_orig_mod) wrappers
+from timm.utils import accuracy, unwrap_model  # unwrap_model: DDP (module) and torch.compile (_orig_mod)
 from torch import nn
 
 from ..precision import choose_precision
@@ -46,18 +46,16 @@ def split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torc
     return output, []
 
 
-def _correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    k = min(k, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1).sum()
-
-
 def _batch_totals(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss sum, top-1 and top-5 counts and images of one batch, summed exactly over batches and ranks: timm's
+    ``accuracy`` gives percentages, rounded back to counts here."""
     batch = labels.numel()
+    top1, top5 = (percent.double() * batch / 100 for percent in accuracy(logits, labels, topk=(1, 5)))
     return torch.stack(
         [
             loss.detach().double() * batch,
-            _correct(logits, labels, 1).double(),
-            _correct(logits, labels, 5).double(),
+            top1.round(),
+            top5.round(),
             torch.tensor(batch, dtype=torch.float64, device=labels.device),
         ]
     )
