@@ -8,7 +8,7 @@ so a run resumed from a checkpoint draws the same numbers as one that was never 
 
 import json
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -514,8 +514,3 @@ class Run:
         if "val_top1" in row:
             return "val", row["val_top1"], row["val_top5"]
         return None
-
-
-def config_fields() -> list[str]:
-    """The names of ``TrainConfig``'s settings (the CLI's options)."""
-    return [f.name for f in fields(TrainConfig)]
