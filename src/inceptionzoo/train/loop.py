@@ -1,9 +1,5 @@
-"""The training loop, for one process or many: ``fit(TrainConfig(...))``.
-
-Started by ``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on CUDA) with each rank training on its
-share of every epoch (torch's ``DistributedSampler``), metrics all-reduced, optional SyncBatchNorm, and only rank 0
-writing files. Each epoch's randomness (shuffling, crops, flips, dropout) is derived from ``(seed, epoch, rank)``,
-so a run resumed from a checkpoint draws the same numbers as one that was never interrupted.
+"""The training loop, ``fit(TrainConfig(...))``, for one process or many (torchrun): a run as named steps, set up,
+then per epoch train, validate and checkpoint, then test and save. Only rank 0 writes files.
 """
 
 import json

@@ -1,11 +1,8 @@
-"""``--freeze``: train only the classifier on features that the frozen backbone computes once.
+"""``--freeze``: train only the classifier, on the frozen backbone's pooled features.
 
-A linear probe needs the backbone's pooled features of every image, not a backward pass through it: they are
-computed once in evaluation mode (the weights' preprocessing, no augmentation), cached on disk keyed by the weights,
-the preprocessing and the data itself (every image file with its label and stamp, a shard index, or a digest of
-images held in memory), and the classifier is then trained for the recipe's epochs on those vectors with the same
-epoch loop, optimizer, schedule and weight averaging as full training. The final model is the whole network with
-the trained classifier in place, saved like any other run.
+A linear probe needs no backward pass through the backbone: its features are computed once (evaluation mode, no
+augmentation) and cached on disk, keyed by the weights, the preprocessing and the data; the classifier then trains
+with the recipe's optimizer, schedule and averaging. The saved model is the whole network.
 """
 
 import copy

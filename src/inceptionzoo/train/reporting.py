@@ -1,5 +1,5 @@
-"""What a training run leaves beside its checkpoints: one row per epoch in ``metrics.csv`` and ``metrics.jsonl``,
-and ``metrics.png``, a plot of loss and accuracy per epoch (matplotlib, from the ``train`` extra)."""
+"""What a training run reports: one row per epoch in ``metrics.csv`` and ``metrics.jsonl``, ``metrics.png``, a plot
+of loss and accuracy per epoch (matplotlib, from the ``train`` extra), and the progress display during an epoch."""
 
 import csv
 import json

@@ -1,12 +1,8 @@
 """``inceptionzoo validate`` / ``validate(...)``: top-1, top-5, loss and images per second of a model on a dataset.
 
-The model is a registered name (``inception_v3.tv_in1k`` with ``pretrained=True``), an ``hf-hub:`` or
-``local-dir:`` repo, a checkpoint file, or a training run's output folder; the data any source ``inceptionzoo
-train`` reads. Images get the weights' own preprocessing (``pretrained_cfg``: resize by ``crop_pct``, centre crop,
-interpolation, mean and std). The results are a row in the layout of timm's ``validate.py`` results files
-(``model, top1, top1_err, top5, top5_err, param_count, img_size, crop_pct, interpolation``) plus loss and speed.
-Under torchrun every rank evaluates its share of the images and the figures are summed over all of them. A training
-run's folder (or its ``model/``) is evaluated with that run's autocast setting unless ``amp`` is given.
+Any model name, Hub repo, checkpoint or training run's folder, on any data ``inceptionzoo train`` reads, with the
+weights' own preprocessing; the result is a row in timm's ``validate.py`` results layout plus loss and speed. Under
+torchrun the ranks share the images. A run's folder is evaluated with that run's ``--amp`` unless ``amp`` is given.
 """
 
 import argparse
