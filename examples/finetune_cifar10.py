@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from inceptionzoo.train.command import main
-from inceptionzoo.train.loop import TrainConfig
+from inceptionzoo.train.config import TrainConfig
 
 # the project's offline copy of CIFAR-10 (JPEG, ImageFolder layout), beside the repository
 SHARED_COPY = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz").resolve()

@@ -62,6 +62,27 @@ def test_auto_on_a_gpu_is_bf16_or_fp16(monkeypatch):
     assert choose_precision("cuda").dtype == torch.float16
 
 
+def test_training_amp_auto_follows_the_same_rule(machine, monkeypatch):
+    from inceptionzoo.train.engine import autocast_dtype
+
+    cpu = torch.device("cpu")
+    machine(AMX)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    machine(NO_BF16)
+    assert autocast_dtype("auto", cpu) is None  # fp32: no autocast
+    machine(BF16_NO_AMX, speedup=0.74)
+    assert autocast_dtype("auto", cpu) is None
+    machine(CpuInfo("AMD EPYC Zen 5", BF16_NO_AMX.flags), speedup=2.0)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    # an explicit --amp is kept as given
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16 and autocast_dtype("none", cpu) is None
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        autocast_dtype("fp16", cpu)
+
+
 def test_the_fast_model_says_what_was_chosen_and_why(machine, caplog):
     machine(BF16_NO_AMX, speedup=0.74)
     model = inceptionzoo.create_model("inception_v1_cifar").eval()

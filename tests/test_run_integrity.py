@@ -118,7 +118,7 @@ def test_the_lock_is_held_during_the_run_and_released_after_an_error(tmp_path, m
         seen.append(json.loads((self.output / ".lock").read_text()))
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(loop._Run, "train", crash)
+    monkeypatch.setattr(loop.Run, "train", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(quick(data, tmp_path / "run"))
     assert seen[0]["pid"] == os.getpid() and seen[0]["host"] == socket.gethostname() and seen[0]["started"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from inceptionzoo.train.loop import TrainConfig, _Distributed, _Run
+from inceptionzoo.train.distributed import Distributed
+from inceptionzoo.train.loop import Run, TrainConfig
 
 
 def numbers(images: torch.Tensor, mean: float, std: float) -> list[int]:
@@ -22,14 +23,14 @@ def numbers(images: torch.Tensor, mean: float, std: float) -> list[int]:
 
 
 def main(output: Path, sources: list[str]) -> None:
-    env = _Distributed("cpu")
+    env = Distributed("cpu")
     results = {}
     for number, source in enumerate(sources):
         mode, data = source.split(":", 1)
         config = TrainConfig(data=data, data_mode=mode, output=str(output / f"run{number}"), batch_size=4,
                              val_size=0, eval_test=True, workers=2, progress=False,
                              cache_dir=str(output / "cache"))  # fmt: skip
-        run = _Run(config, env, 0.0)
+        run = Run(config, env, 0.0)
         mean, std = run.model.pretrained_cfg["mean"][0], run.model.pretrained_cfg["std"][0]
         seen = {f"train{epoch}": [n for x, _ in run.splits.train.epoch(epoch) for n in numbers(x, mean, std)]
                 for epoch in (0, 1)}  # fmt: skip

@@ -1,9 +1,9 @@
-"""Which floating-point precision runs an Inception network fastest on this machine, for ``dtype="auto"``.
+"""Which floating-point precision runs an Inception network fastest on this machine: the one rule behind
+inference's ``dtype="auto"`` and training's ``--amp auto``.
 
-On a GPU: bf16 where the GPU has it, else fp16. On a CPU the instruction sets decide: AMX runs bf16 convolutions
-several times faster than fp32, a CPU without bf16 instructions runs them slower; AVX-512-BF16 without AMX (or
-AMX hidden by a virtual machine) can go either way (2x faster on one kind of machine, 0.74x on another), so there
-a short probe times the same convolutions in both and the answer is cached per CPU, torch version and thread count.
+On a GPU bf16 where it has it, else fp16. On a CPU bf16 with AMX, fp32 without bf16 instructions; with AVX-512-BF16
+but no AMX (or AMX hidden by a virtual machine) bf16 may be faster or slower, so a short probe times both, its answer
+cached per CPU, torch version and thread count.
 """
 
 import json
@@ -85,8 +85,8 @@ def _time(function, repeats: int = 5) -> float:
 
 
 def probe_bf16_speedup() -> float:
-    """fp32 time over bf16 time for the convolutions an Inception module runs most (3x3 and 1x1, channels_last),
-    about 0.3 s in all. Above 1: bf16 is faster here."""
+    """fp32 time over bf16 time for the convolutions an Inception module runs most (3x3 and 1x1, channels_last).
+    Above 1: bf16 is faster here."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 96, 35, 35, generator=generator).contiguous(memory_format=torch.channels_last)
     weights = [torch.randn(96, 96, 3, 3, generator=generator), torch.randn(192, 96, 1, 1, generator=generator)]
@@ -126,7 +126,8 @@ def _cached_speedup(cpu: CpuInfo) -> float:
 
 
 def choose_precision(device: torch.device | str = "cpu") -> PrecisionChoice:
-    """The fastest precision for inference on ``device``: see the module's docstring for the rule."""
+    """The fastest precision on ``device``, for inference and for training's autocast: see the module's docstring
+    for the rule."""
     device = torch.device(device)
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():

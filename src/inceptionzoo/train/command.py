@@ -46,10 +46,11 @@ _HELP = {
     "eval_test": "evaluate test/ once, after the last epoch (report this figure once; tune on validation)",
     "subset": "use a random class-balanced N images of train/ (and at most N of test/), for quick runs",
     "image_size": "train and evaluate at this size (default: the model's input size, 299 for ImageNet weights)",
-    "amp": "autocast dtype: auto (bf16 where the CPU or GPU supports it, else fp16 on CUDA), bf16, fp16 or none",
+    "amp": "autocast dtype: auto (inceptionzoo.precision.choose_precision's: bf16 on a GPU that has it, else fp16; "
+    "on a CPU bf16 where it runs faster than fp32, else none), bf16, fp16 or none",
     "channels_last": "keep images and weights in channels_last memory layout (default on)",
-    "compile": "run the training step through torch.compile after one to two minutes of compiling: 1.66x the eager "
-    "step for inception_v3_cifar on CPU, but slower for inception_v1_cifar (default off)",
+    "compile": "run the training step through torch.compile, after minutes of compiling: faster for some models, "
+    "slower for others (docs/performance.md; default off)",
     "sync_bn": "synchronise BatchNorm statistics across processes (torchrun only)",
     "flip_tta": "average each evaluated image's logits with its mirror's (default on)",
     "seed": "random seed; every epoch's shuffling, crops, flips and dropout derive from it (default: %(default)s)",
@@ -77,7 +78,7 @@ _HELP = {
     "layer_decay": "layer-wise learning-rate decay for fine-tuning, e.g. 0.75: each layer group below the top gets "
     "that factor once more (timm's optimizer factory, the model's group_matcher; default off)",
     "freeze": "train only the classifier: the frozen backbone computes every image's features once (cached), "
-    "then the classifier trains on them (a linear probe, minutes on a CPU)",
+    "then the classifier trains on them (a linear probe)",
     "unfreeze_after": "train only the classifier for the first N epochs, then the whole network (default off)",
     "log_every": "without a terminal, print one progress line every N steps (default: %(default)s)",
     "momentum": "SGD / RMSProp momentum (default: the recipe's)",

@@ -12,12 +12,21 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from timm.utils import unwrap_model  # DDP (module) and torch.compile (_orig_mod) wrappers
+from timm.utils import accuracy, unwrap_model  # unwrap_model: DDP (module) and torch.compile (_orig_mod)
 from torch import nn
 
+from ..precision import choose_precision
 from .recipes import Recipe
 
-__all__ = ["EpochStats", "evaluate", "train_one_epoch", "unwrap_model"]
+__all__ = [
+    "EpochStats",
+    "autocast",
+    "autocast_dtype",
+    "evaluate",
+    "split_outputs",
+    "train_one_epoch",
+    "unwrap_model",
+]
 
 
 @dataclass
@@ -30,31 +39,49 @@ class EpochStats:
     images: int
 
 
-def _split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def split_outputs(output: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(logits, [auxiliary logits])`` of a model's output, plain logits or an InceptionOutputs tuple."""
     if isinstance(output, tuple):  # InceptionOutputs / GoogLeNetOutputs: logits first, then the aux heads
         return output[0], [aux for aux in output[1:] if aux is not None]
     return output, []
 
 
-def _correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    k = min(k, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1).sum()
-
-
 def _batch_totals(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss sum, top-1 and top-5 counts and images of one batch, summed exactly over batches and ranks: timm's
+    ``accuracy`` gives percentages, rounded back to counts here."""
     batch = labels.numel()
+    top1, top5 = (percent.double() * batch / 100 for percent in accuracy(logits, labels, topk=(1, 5)))
     return torch.stack(
         [
             loss.detach().double() * batch,
-            _correct(logits, labels, 1).double(),
-            _correct(logits, labels, 5).double(),
+            top1.round(),
+            top5.round(),
             torch.tensor(batch, dtype=torch.float64, device=labels.device),
         ]
     )
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``; ``None`` runs in float32."""
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--amp``: ``bf16``, ``fp16`` (CUDA only: it needs a gradient scaler), ``none``
+    (float32, no autocast), or ``auto``: ``precision.choose_precision``'s pick for ``device``, the one rule that
+    inference's ``dtype="auto"`` follows too."""
+    if amp == "none":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("--amp fp16 needs a CUDA device (it relies on a gradient scaler); use bf16 on CPU")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp != "auto":
+        raise ValueError(f"--amp must be auto, bf16, fp16 or none, got {amp!r}")
+    chosen = choose_precision(device).dtype
+    return None if chosen == torch.float32 else chosen
 
 
 def train_one_epoch(
@@ -102,8 +129,8 @@ def train_one_epoch(
         last_of_update = (step + 1) % grad_accum == 0
         sync = contextlib.nullcontext() if last_of_update or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with _autocast(device, autocast_dtype):
-                logits, aux = _split_outputs(model(images))
+            with autocast(device, autocast_dtype):
+                logits, aux = split_outputs(model(images))
                 loss = loss_fn(logits, targets)
                 for aux_logits in aux:
                     loss = loss + recipe.aux_weight * loss_fn(aux_logits, targets)
@@ -161,8 +188,8 @@ def _stats(totals: torch.Tensor) -> EpochStats:
 
 
 def _views_logits(model: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
-    logits = _split_outputs(model(images))[0]
-    return (logits + _split_outputs(model(images.flip(-1)))[0]) / 2 if flip else logits
+    logits = split_outputs(model(images))[0]
+    return (logits + split_outputs(model(images.flip(-1)))[0]) / 2 if flip else logits
 
 
 def _shifted_views(images: torch.Tensor, pixels: int) -> list[torch.Tensor]:
@@ -192,7 +219,7 @@ def evaluate(
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with _autocast(device, autocast_dtype):
+        with autocast(device, autocast_dtype):
             logits = _views_logits(model, images, flip_tta)
             if translate_tta:
                 logits = logits / 2 + sum(_views_logits(model, view, flip_tta) for view in

@@ -1,16 +1,10 @@
-"""The training loop, for one process or many: ``fit(TrainConfig(...))``.
-
-Started by ``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on CUDA) with each rank training on its
-share of every epoch (torch's ``DistributedSampler``), metrics all-reduced, optional SyncBatchNorm, and only rank 0
-writing files. Each epoch's randomness (shuffling, crops, flips, dropout) is derived from ``(seed, epoch, rank)``,
-so a run resumed from a checkpoint draws the same numbers as one that was never interrupted.
+"""The training loop, ``fit(TrainConfig(...))``, for one process or many (torchrun): a run as named steps, set up,
+then per epoch train, validate and checkpoint, then test and save. Only rank 0 writes files.
 """
 
 import json
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,188 +13,43 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .config import TrainConfig, check_resume_matches, refuse_finished_run, resolve_recipe
 from .data.cache import default_cache_dir
 from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
-from .engine import EpochStats, evaluate, train_one_epoch, unwrap_model
+from .distributed import (
+    Distributed,
+    all_ranks_sum,
+    average_batchnorm_statistics,
+    default_workers,
+    epoch_seed,
+    replicas_identical,
+    wrap_ddp,
+)
+from .engine import EpochStats, autocast_dtype, evaluate, train_one_epoch, unwrap_model
 from .recipes import (
-    RECIPES,
     create_ema,
     create_loss,
     create_optimizer,
     create_scheduler,
     finish_lookahead,
     freeze_norm_scales,
-    recipe_for,
     set_lookahead_alpha,
 )
-from .reporting import MetricsLog, plot_metrics
+from .reporting import MetricsLog, Progress, plot_metrics
 from .resume import (
     LATEST,
     RunFolderLockedError,
     RunLock,
-    find_checkpoint,
     load_training_state,
     remove_stale_partials,
     save_training_state,
 )
 
-__all__ = ["TrainConfig", "describe_trained_model", "fit"]
+__all__ = ["Run", "TrainConfig", "describe_trained_model", "fit"]
 
 
-@dataclass
-class TrainConfig:
-    """Everything a run needs; ``None`` means "the recipe's value" (see ``inceptionzoo.train.recipes``)."""
-
-    model: str = "inception_v1_cifar"
-    data: str = ""
-    output: str = ""
-    pretrained: bool = False
-    download: bool = False
-    cache_dir: str | None = None
-    recipe: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    warmup_epochs: float | None = None
-    ema_decay: float | None = None
-    ema: bool = True
-    clip_grad: float | None = None
-    val_size: int = 5000
-    eval_test: bool = False
-    subset: int | None = None
-    image_size: int | None = None
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    sync_bn: bool = False
-    flip_tta: bool = True
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    resume: str | None = None
-    keep_checkpoints: int = 2
-    progress: bool = True
-    data_mode: str = "auto"
-    memory_budget_gb: float = 4.0
-    workers: int | None = None
-    skip_bad_images: bool = False
-    train_crop: str = "auto"
-    color_jitter: float | None = None
-    auto_augment: str | None = None
-    random_erasing: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    grad_accum: int = 1
-    layer_decay: float | None = None
-    freeze: bool = False
-    unfreeze_after: int | None = None
-    log_every: int = 50
-    aux_logits: bool | None = None
-    momentum: float | None = None
-    whiten_stem: bool | None = None
-    freeze_norm_scale: bool | None = None
-    norm_bias_lr_scale: float | None = None
-    lookahead: bool | None = None
-    translate: int | None = None
-    alternate_flip: bool | None = None
-    translate_tta: int | None = None
-
-
-# settings that must match when a run is resumed (others, such as --progress or --threads, may change)
-_RESUME_MUST_MATCH = (
-    "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
-    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits", "whiten_stem",
-    "lookahead",
-)  # fmt: skip
-
-# settings that override the recipe's value of the same name when given
-_RECIPE_OVERRIDES = (
-    "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
-    "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
-)  # fmt: skip
-
-
-class _Distributed:
-    """Rank, world size and device of this process; sets up the process group when launched by torchrun."""
-
-    def __init__(self, device: str) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
-        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
-        if use_cuda:
-            torch.cuda.set_device(self.device)
-        self.owns_group = False
-        self._last_barrier: Any = None
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            self.owns_group = True
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            # the work is kept until the next barrier or the group's end: before torch 2.8, gloo's destructor joins
-            # its worker threads holding the GIL, and a worker that dropped the last reference to a finished
-            # collective (a barrier holds the ones it waited for) would wait for the GIL forever (pytorch#154976)
-            self._last_barrier = dist.barrier(async_op=True)
-            self._last_barrier.wait()
-
-    def close(self) -> None:
-        if self.owns_group:
-            dist.destroy_process_group()
-        self._last_barrier = None  # freed here, on this thread, after gloo's workers have stopped
-
-
-def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none":
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError("--amp fp16 needs a CUDA device (it relies on a gradient scaler); use bf16 on CPU")
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp != "auto":
-        raise ValueError(f"--amp must be auto, bf16, fp16 or none, got {amp!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-
-
-def _seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    return config.seed * 1_000_003 + epoch * 1_009 + rank
-
-
-def _resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
-    overrides = {name: getattr(config, name) for name in _RECIPE_OVERRIDES if getattr(config, name) is not None}
-    if config.warmup_epochs is not None:
-        overrides["warmup_fraction"] = None  # an explicit warm-up in epochs replaces the recipe's share
-    if config.ema_decay is not None:
-        overrides["ema_decay"] = config.ema_decay
-    if not config.ema:
-        overrides["ema_decay"] = None
-    if config.recipe is not None:
-        if config.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {', '.join(RECIPES)}")
-        base = RECIPES[config.recipe]
-    else:
-        base = recipe_for(model)
-    recipe = replace(base, **overrides)
-    # learning rates scale linearly with the global batch (Goyal et al., 2017) unless --lr is given
-    lr = config.lr if config.lr is not None else base.lr * recipe.batch_size * world_size / base.batch_size
-    return replace(recipe, lr=lr)
-
-
-def _new_run_folder(model: str, env: _Distributed) -> str:
+def _new_run_folder(model: str, env: Distributed) -> str:
     """``runs/<model>-<date>-<time>``, as timm names runs; rank 0's choice is shared with the other ranks."""
     name = [f"runs/{model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"]
     if env.world_size > 1:
@@ -208,73 +57,16 @@ def _new_run_folder(model: str, env: _Distributed) -> str:
     return name[0]
 
 
-def default_workers(world_size: int) -> int:
-    """DataLoader workers per process for streamed data: the cores this process has, less one for training."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores // world_size - 1))
-
-
-class _Progress:
-    """A tqdm bar on a terminal; elsewhere (a CI log, a batch job's file) one line every ``every`` steps instead
-    of a redraw per step. Both show loss, top-1, images per second and the time spent waiting for data."""
-
-    def __init__(self, total: int, description: str, enabled: bool, every: int, world_size: int) -> None:
-        self.total, self.description, self.enabled, self.every = total, description, enabled, every
-        self.world_size = world_size
-        self.began = time.perf_counter()
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, step: int, totals: torch.Tensor, data_wait: float) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-        last = step + 1 == self.total
-        if (step + 1) % (10 if self.bar is not None else self.every) and not last:
-            return
-        loss, top1, _, seen = totals.tolist()  # a host sync, but only every few steps
-        elapsed = time.perf_counter() - self.began
-        rate = seen * self.world_size / elapsed
-        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}",
-                       data_wait=f"{100 * data_wait / elapsed:.0f}%")  # fmt: skip
-        if self.bar is not None:
-            self.bar.set_postfix(figures)
-        else:
-            shown = "  ".join(f"{k} {v}" for k, v in figures.items())
-            print(f"{self.description} step {step + 1}/{self.total}: {shown}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _replicas_identical(model: nn.Module) -> bool:
-    """True when every rank holds exactly rank 0's weights and buffers."""
-    same = torch.ones(1)
-    for tensor in model.state_dict().values():
-        reference = tensor.detach().clone()
-        dist.broadcast(reference, src=0)
-        if not torch.equal(reference, tensor):
-            same.zero_()
-    same = same.to(next(model.parameters()).device)
-    dist.all_reduce(same, op=dist.ReduceOp.MIN)
-    return bool(same.item())
-
-
 def fit(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; returns the summary also written to ``<output>/summary.json``."""
     started = time.perf_counter()
-    env = _Distributed(config.device)
+    env = Distributed(config.device)
     lock = None
     try:
         if not config.output:
             config = replace(config, output=_new_run_folder(config.model, env))
         lock = _lock_output(Path(config.output), env)
-        run = _Run(config, env, started)
+        run = Run(config, env, started)
         if config.freeze:
             from .probe import fit_frozen
 
@@ -286,7 +78,7 @@ def fit(config: TrainConfig) -> dict[str, Any]:
         env.close()
 
 
-def _lock_output(output: Path, env: _Distributed) -> RunLock | None:
+def _lock_output(output: Path, env: Distributed) -> RunLock | None:
     """Rank 0 locks the output folder for the run (the other ranks share its lock); every rank stops when it is
     held by another run, with the error naming that run."""
     lock, refused = None, [""]
@@ -302,22 +94,6 @@ def _lock_output(output: Path, env: _Distributed) -> RunLock | None:
     for note in lock.notes if lock is not None else []:
         print(note, flush=True)
     return lock
-
-
-def _refuse_finished(resume: str) -> None:
-    """A ``--resume`` of a run that trained all its epochs and wrote its summary is an error saying so."""
-    run_folder = find_checkpoint(resume).parent.parent
-    try:
-        summary = json.loads((run_folder / "summary.json").read_text())
-        done, epochs = summary["final"]["epoch"], summary["epochs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no (readable) summary: the run did not finish
-    if done >= epochs:
-        raise ValueError(
-            f"{run_folder} is a finished run: all {epochs} epochs trained, its model saved in "
-            f"{run_folder / 'model'}; there is nothing to resume. To train on, start a new run (with more --epochs, "
-            "or fine-tuning that model)"
-        )
 
 
 def describe_trained_model(
@@ -358,11 +134,11 @@ def describe_trained_model(
     }  # fmt: skip
 
 
-class _Run:
+class Run:
     """One training run, as named steps: set up (model, data, recipe, optimizer, restore), then per epoch train,
-    validate and checkpoint, then test and save."""
+    validate and checkpoint, then test and save. ``probe.fit_frozen`` runs ``--freeze`` through the same steps."""
 
-    def __init__(self, config: TrainConfig, env: _Distributed, started: float) -> None:
+    def __init__(self, config: TrainConfig, env: Distributed, started: float) -> None:
         from .. import create_model
 
         if config.threads:
@@ -389,7 +165,7 @@ class _Run:
         self.checkpoints = self.output / "checkpoints"
         self.cache_dir = str(config.cache_dir or default_cache_dir())
         if config.resume is not None:
-            _refuse_finished(config.resume)
+            refuse_finished_run(config.resume)
         if config.resume is None and (self.checkpoints / LATEST).exists():
             raise FileExistsError(
                 f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
@@ -399,7 +175,7 @@ class _Run:
         with torch.device("meta"):  # its config only: no weights initialised, the real model is built below
             probe_model = create_model(config.model, pretrained=False)
         self.size = self._image_size(probe_model)
-        self.recipe = _resolve_recipe(config, probe_model, env.world_size)
+        self.recipe = resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
         aux = {}
         if hasattr(probe_model, "aux_logits"):  # the papers' recipes train from scratch with the auxiliary heads
@@ -413,7 +189,7 @@ class _Run:
             config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux
         )
         self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
-        self.autocast_dtype = _autocast_dtype(config.amp, env.device)
+        self.autocast_dtype = autocast_dtype(config.amp, env.device)
 
     def _image_size(self, model: nn.Module) -> int:
         native = model.pretrained_cfg["input_size"][-1]
@@ -484,10 +260,10 @@ class _Run:
             unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
             if unfreeze and self._set_backbone_trainable(True):
                 net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
-            torch.manual_seed(_seed(config, epoch, env.rank))  # dropout and any other draws of this epoch
+            torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))  # dropout and any other draws of this epoch
             loader = self.splits.train.epoch(epoch)
-            progress = _Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
-                                 env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
+            progress = Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
+                                env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
             stats = train_one_epoch(
                 net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
                 device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
@@ -497,7 +273,7 @@ class _Run:
             progress.close()
             if lookahead is not None and epoch + 1 == recipe.epochs:
                 finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
-            self._average_batchnorm_statistics(ema)
+            average_batchnorm_statistics([self.model, ema.module if ema is not None else None], env.world_size)
             train_time = time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch,
@@ -508,7 +284,7 @@ class _Run:
                 "train_top5": stats.top5,
                 "train_images_per_s": stats.images / train_time,
             }
-            skipped = self._all_ranks_sum(self.splits.train.skipped)
+            skipped = all_ranks_sum(self.splits.train.skipped, env)
             if skipped:
                 row["skipped_images"] = skipped
             if self.splits.val is not None:
@@ -579,10 +355,7 @@ class _Run:
         return changed
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        net = model
-        if self.env.world_size > 1:
-            device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        net = wrap_ddp(model, self.env)
         if self.config.compile:  # the training step only; evaluation runs the plain modules (no second compilation)
             net = torch.compile(net)
         return net
@@ -595,11 +368,7 @@ class _Run:
         if self.config.resume is None:
             return 0, 0.0
         state = load_training_state(self.config.resume, model, ema.module if ema is not None else None)
-        saved = state["config"]
-        differs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != resolved.get(k)]
-        if differs:
-            details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {resolved.get(k)!r}" for k in differs)
-            raise ValueError(f"cannot resume {find_checkpoint(self.config.resume)} with different settings ({details})")
+        check_resume_matches(state["config"], resolved, self.config.resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if grad_scaler is not None and "grad_scaler" in state:
@@ -638,21 +407,6 @@ class _Run:
         for note in splits.notes:
             print(f"data: {note}", flush=True)
         return MetricsLog(self.output, start_epoch=start_epoch)
-
-    def _average_batchnorm_statistics(self, ema: Any) -> None:
-        if self.env.world_size > 1:  # each rank's BatchNorm saw only its own batches: average running statistics
-            from timm.utils import distribute_bn
-
-            for module in (self.model, ema.module if ema is not None else None):
-                if module is not None:
-                    distribute_bn(module, self.env.world_size, reduce=True)
-
-    def _all_ranks_sum(self, count: int) -> int:
-        if self.env.world_size == 1:
-            return count
-        total = torch.tensor([count], dtype=torch.int64, device=self.env.device)
-        dist.all_reduce(total)
-        return int(total.item())
 
     def evaluate(self, loader: Any, ema: Any = None) -> EpochStats:
         eval_model = ema.module if ema is not None else self.model
@@ -716,9 +470,9 @@ class _Run:
             summary["test"] = {"images": test_stats.images, "loss": test_stats.loss, "top1": test_stats.top1,
                                "top5": test_stats.top5, "flip_tta": self.config.flip_tta,
                                "translate_tta": self.recipe.translate_tta,
-                               "skipped_images": self._all_ranks_sum(self.splits.test.skipped)}  # fmt: skip
+                               "skipped_images": all_ranks_sum(self.splits.test.skipped, env)}  # fmt: skip
         if env.world_size > 1:
-            summary["replicas_identical"] = _replicas_identical(self.model)
+            summary["replicas_identical"] = replicas_identical(self.model)
         summary["wall_seconds"] = time.perf_counter() - self.started
         if env.is_main:
             from ..hub import save_pretrained
@@ -756,8 +510,3 @@ class _Run:
         if "val_top1" in row:
             return "val", row["val_top1"], row["val_top5"]
         return None
-
-
-def config_fields() -> list[str]:
-    """The names of ``TrainConfig``'s settings (the CLI's options)."""
-    return [f.name for f in fields(TrainConfig)]

@@ -1,11 +1,8 @@
-"""``--freeze``: train only the classifier on features that the frozen backbone computes once.
+"""``--freeze``: train only the classifier, on the frozen backbone's pooled features.
 
-A linear probe needs the backbone's pooled features of every image, not a backward pass through it: they are
-computed once in evaluation mode (the weights' preprocessing, no augmentation), cached on disk keyed by the weights,
-the preprocessing and the data itself (every image file with its label and stamp, a shard index, or a digest of
-images held in memory), and the classifier is then trained for the recipe's epochs on those vectors with the same
-epoch loop, optimizer, schedule and weight averaging as full training. The final model is the whole network with
-the trained classifier in place, saved like any other run.
+A linear probe needs no backward pass through the backbone: its features are computed once (evaluation mode, no
+augmentation) and cached on disk, keyed by the weights, the preprocessing and the data; the classifier then trains
+with the recipe's optimizer, schedule and averaging. The saved model is the whole network.
 """
 
 import copy
@@ -21,7 +18,8 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, read_pickled
 from .data.cache import cache_key, file_stamps, read_entry, write_entry
-from .engine import EpochStats, _autocast, _split_outputs, evaluate, train_one_epoch, unwrap_model
+from .distributed import epoch_seed, wrap_ddp
+from .engine import EpochStats, autocast, evaluate, split_outputs, train_one_epoch, unwrap_model
 from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
 
 __all__ = ["extract_features", "feature_batches", "fit_frozen"]
@@ -57,8 +55,8 @@ def extract_features(
     for images, targets in batches:
         for start in range(0, len(targets), chunk):
             part = images[start : start + chunk].to(device)
-            with _autocast(device, None if fast else autocast_dtype):
-                pooled = _split_outputs(net(part))[0].float().cpu()
+            with autocast(device, None if fast else autocast_dtype):
+                pooled = split_outputs(net(part))[0].float().cpu()
             end = filled + len(pooled)
             if end > len(features):  # more images than expected (or no count given): grow
                 features = torch.cat([features, torch.empty(max(end - len(features), len(features)), width)])
@@ -138,7 +136,8 @@ def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tens
 
 
 def fit_frozen(run: Any) -> dict[str, Any]:
-    """Train ``run.model``'s classifier on cached backbone features; returns the run's summary."""
+    """Train ``run.model``'s classifier on cached backbone features; returns the run's summary. ``run`` is the
+    loop's ``Run``: its set-up, restore, announce, save and finish steps."""
     config, env, recipe = run.config, run.env, run.recipe
     model = run.model.to(env.device)
     if config.channels_last:
@@ -176,10 +175,7 @@ def fit_frozen(run: Any) -> dict[str, Any]:
         start_epoch, train_seconds = run.restore_into(model, resolved, optimizer, scheduler, None, ema)
     scheduler.step_update(num_updates=start_epoch * updates_per_epoch)
     metrics = run.announce(resolved, start_epoch)
-    net: nn.Module = head
-    if env.world_size > 1:
-        device_ids = [env.device.index] if env.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
+    net = wrap_ddp(head, env)
     loss_fn = create_loss(recipe)
     row = run.last_row(metrics, start_epoch)
 
@@ -190,7 +186,7 @@ def fit_frozen(run: Any) -> dict[str, Any]:
 
     for epoch in range(start_epoch, recipe.epochs):
         epoch_start = time.perf_counter()
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + env.rank)
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, env.rank))
         batches = feature_batches(train_features, train_labels, recipe.batch_size, generator)
         stats = train_one_epoch(
             net, batches, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=None, device=env.device,

@@ -1,15 +1,19 @@
-"""What a training run leaves beside its checkpoints: one row per epoch in ``metrics.csv`` and ``metrics.jsonl``,
-and ``metrics.png``, a plot of loss and accuracy per epoch (matplotlib, from the ``train`` extra)."""
+"""What a training run reports: one row per epoch in ``metrics.csv`` and ``metrics.jsonl``, ``metrics.png``, a plot
+of loss and accuracy per epoch (matplotlib, from the ``train`` extra), and the progress display during an epoch."""
 
 import csv
 import json
 import math
 import os
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLog", "plot_metrics"]
+import torch
+
+__all__ = ["MetricsLog", "Progress", "plot_metrics"]
 
 
 def _partial(path: Path) -> Path:
@@ -109,3 +113,41 @@ def plot_metrics(
         plt.close(figure)
         partial.unlink(missing_ok=True)
     return path
+
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere (a CI log, a batch job's file) one line every ``every`` steps instead
+    of a redraw per step. Both show loss, top-1, images per second and the time spent waiting for data."""
+
+    def __init__(self, total: int, description: str, enabled: bool, every: int, world_size: int) -> None:
+        self.total, self.description, self.enabled, self.every = total, description, enabled, every
+        self.world_size = world_size
+        self.began = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, step: int, totals: torch.Tensor, data_wait: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        last = step + 1 == self.total
+        if (step + 1) % (10 if self.bar is not None else self.every) and not last:
+            return
+        loss, top1, _, seen = totals.tolist()  # a host sync, but only every few steps
+        elapsed = time.perf_counter() - self.began
+        rate = seen * self.world_size / elapsed
+        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}",
+                       data_wait=f"{100 * data_wait / elapsed:.0f}%")  # fmt: skip
+        if self.bar is not None:
+            self.bar.set_postfix(figures)
+        else:
+            shown = "  ".join(f"{k} {v}" for k, v in figures.items())
+            print(f"{self.description} step {step + 1}/{self.total}: {shown}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,12 +1,8 @@
 """``inceptionzoo validate`` / ``validate(...)``: top-1, top-5, loss and images per second of a model on a dataset.
 
-The model is a registered name (``inception_v3.tv_in1k`` with ``pretrained=True``), an ``hf-hub:`` or
-``local-dir:`` repo, a checkpoint file, or a training run's output folder; the data any source ``inceptionzoo
-train`` reads. Images get the weights' own preprocessing (``pretrained_cfg``: resize by ``crop_pct``, centre crop,
-interpolation, mean and std). The results are a row in the layout of timm's ``validate.py`` results files
-(``model, top1, top1_err, top5, top5_err, param_count, img_size, crop_pct, interpolation``) plus loss and speed.
-Under torchrun every rank evaluates its share of the images and the figures are summed over all of them. A training
-run's folder (or its ``model/``) is evaluated with that run's autocast setting unless ``amp`` is given.
+Any model name, Hub repo, checkpoint or training run's folder, on any data ``inceptionzoo train`` reads, with the
+weights' own preprocessing; the result is a row in timm's ``validate.py`` results layout plus loss and speed. Under
+torchrun the ranks share the images. A run's folder is evaluated with that run's ``--amp`` unless ``amp`` is given.
 """
 
 import argparse
@@ -24,7 +20,8 @@ import torch
 from torch import nn
 
 from .data.sources import open_eval_split
-from .engine import evaluate
+from .distributed import Distributed, default_workers
+from .engine import autocast_dtype, evaluate
 
 __all__ = ["check_class_order", "main", "resolve_model_source", "run_amp", "validate"]
 
@@ -107,12 +104,11 @@ def validate(
     from ..complexity import count_parameters
     from ..deploy import optimize_for_inference
     from .data.cache import default_cache_dir
-    from .loop import _autocast_dtype, _Distributed, default_workers
 
     if amp is None:
         amp = (run_amp(model) if isinstance(model, str) else None) or "none"
 
-    env = _Distributed(device)
+    env = Distributed(device)
     try:
         if isinstance(model, nn.Module):
             net, name = model, getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
@@ -132,16 +128,16 @@ def validate(
             net = create_model(name, checkpoint_path=checkpoint, num_classes=len(classes))
         if check_classes:
             check_class_order(net, classes, where)
-        autocast_dtype = _autocast_dtype(amp, env.device)
+        dtype = autocast_dtype(amp, env.device)
         parameters = count_parameters(net)
         net = net.to(env.device).eval()
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         if optimize:
-            net = optimize_for_inference(net, dtype=autocast_dtype)
-            autocast_dtype = None  # the optimized copy runs in its own dtype
+            net = optimize_for_inference(net, dtype=dtype)
+            dtype = None  # the optimized copy runs in its own dtype
         began = time.perf_counter()
-        stats = evaluate(net, loader.epoch(0), nn.CrossEntropyLoss(), flip_tta, autocast_dtype, env.device)
+        stats = evaluate(net, loader.epoch(0), nn.CrossEntropyLoss(), flip_tta, dtype, env.device)
         seconds = time.perf_counter() - began
     finally:
         env.close()
