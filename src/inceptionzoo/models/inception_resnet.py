@@ -26,7 +26,7 @@ from .._registry import InceptionPretrainedCfg, register_model, register_model_a
 from .._validation import check_config_fields, check_image_input
 from ..layers import ParallelBranches, conv_norm_act_factory, resolve_act_layer
 from ._base import InceptionNet
-from .inception_v4 import reduction_a
+from ._inception_2017_blocks import reduction_a
 
 __all__ = [
     "InceptionResNet",

@@ -19,6 +19,7 @@ from .._registry import InceptionPretrainedCfg, register_model
 from .._validation import check_config_fields, check_image_input
 from ..layers import ParallelBranches, conv_norm_act_factory
 from ._base import InceptionNet
+from ._inception_2017_blocks import _pool_branch, reduction_a
 
 __all__ = [
     "InceptionV4",
@@ -55,11 +56,6 @@ def stem_split_7x1(in_chs: int, conv_layer: Any) -> ParallelBranches:
     )
 
 
-def _pool_branch(in_chs: int, out_chs: int, conv_layer: Any) -> nn.Sequential:
-    # TensorFlow's average pool, which leaves the padding out of the average
-    return nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), conv_layer(in_chs, out_chs, 1))
-
-
 def inception_v4_a(in_chs: int, conv_layer: Any) -> ParallelBranches:
     """Figure 4, the 35x35 module: 1x1; 1x1 -> 3x3; 1x1 -> 3x3 -> 3x3; average pool -> 1x1 (96 channels each)."""
     return ParallelBranches(
@@ -71,20 +67,6 @@ def inception_v4_a(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(96, 96, kernel_size=3, padding=1),
         ),
         branch3=_pool_branch(in_chs, 96, conv_layer),
-    )
-
-
-def reduction_a(in_chs: int, k: int, l: int, m: int, n: int, conv_layer: Any) -> ParallelBranches:  # noqa: E741
-    """Figure 7, 35x35 -> 17x17: 3x3/2 (n); 1x1 (k) -> 3x3 (l) -> 3x3/2 (m); 3x3/2 max pool. Table 1 gives k, l, m,
-    n per network (Inception-v4: 192, 224, 256, 384)."""
-    return ParallelBranches(
-        branch0=conv_layer(in_chs, n, kernel_size=3, stride=2),
-        branch1=nn.Sequential(
-            conv_layer(in_chs, k, kernel_size=1),
-            conv_layer(k, l, kernel_size=3, padding=1),
-            conv_layer(l, m, kernel_size=3, stride=2),
-        ),
-        branch2=nn.MaxPool2d(3, stride=2),
     )
 
 
