@@ -3,5 +3,7 @@
 from .inception_fast import *  # noqa: F403
 from .inception_resnet import *  # noqa: F403
 from .inception_v1 import *  # noqa: F403
+from .inception_v2 import *  # noqa: F403
 from .inception_v3 import *  # noqa: F403
+from .inception_v3_fid import *  # noqa: F403
 from .inception_v4 import *  # noqa: F403
