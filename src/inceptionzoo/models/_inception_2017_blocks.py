@@ -10,11 +10,12 @@ from torch import nn
 
 from ..layers import ParallelBranches
 
-__all__ = ["reduction_a"]
+__all__ = ["reduction_a", "tf_pool_branch"]
 
 
-def _pool_branch(in_chs: int, out_chs: int, conv_layer: Any) -> nn.Sequential:
-    # TensorFlow's average pool, which leaves the padding out of the average
+def tf_pool_branch(in_chs: int, out_chs: int, conv_layer: Any) -> nn.Sequential:
+    """The pool branch of the 2017 modules as TF-slim builds them: a 3x3/1 average pool that leaves the padding out
+    of the average (TensorFlow's), then a 1x1 convolution to ``out_chs``."""
     return nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), conv_layer(in_chs, out_chs, 1))
 
 

@@ -26,7 +26,7 @@ from .._registry import InceptionPretrainedCfg, register_model, register_model_a
 from .._validation import check_config_fields, check_image_input
 from ..layers import ParallelBranches, conv_norm_act_factory, resolve_act_layer
 from ._base import InceptionNet
-from ._inception_2017_blocks import reduction_a
+from ._inception_2017_blocks import reduction_a, tf_pool_branch
 
 __all__ = [
     "InceptionResNet",
@@ -122,9 +122,7 @@ def stem_inception_module(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(64, 96, kernel_size=3, padding=1),
             conv_layer(96, 96, kernel_size=3, padding=1),
         ),
-        branch3=nn.Sequential(
-            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), conv_layer(in_chs, 64, kernel_size=1)
-        ),
+        branch3=tf_pool_branch(in_chs, 64, conv_layer),
     )
 
 

@@ -19,7 +19,7 @@ from .._registry import InceptionPretrainedCfg, register_model
 from .._validation import check_config_fields, check_image_input
 from ..layers import ParallelBranches, conv_norm_act_factory
 from ._base import InceptionNet
-from ._inception_2017_blocks import _pool_branch, reduction_a
+from ._inception_2017_blocks import reduction_a, tf_pool_branch
 
 __all__ = [
     "InceptionV4",
@@ -27,7 +27,6 @@ __all__ = [
     "InceptionV4ExpandedC",
     "inception_v4_a",
     "inception_v4_b",
-    "reduction_a",
     "reduction_b",
     "stem_pool_and_conv",
     "stem_split_7x1",
@@ -66,7 +65,7 @@ def inception_v4_a(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(64, 96, kernel_size=3, padding=1),
             conv_layer(96, 96, kernel_size=3, padding=1),
         ),
-        branch3=_pool_branch(in_chs, 96, conv_layer),
+        branch3=tf_pool_branch(in_chs, 96, conv_layer),
     )
 
 
@@ -87,7 +86,7 @@ def inception_v4_b(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(224, 224, kernel_size=(7, 1), padding=(3, 0)),
             conv_layer(224, 256, kernel_size=(1, 7), padding=(0, 3)),
         ),
-        branch3=_pool_branch(in_chs, 128, conv_layer),
+        branch3=tf_pool_branch(in_chs, 128, conv_layer),
     )
 
 
@@ -120,7 +119,7 @@ class InceptionV4ExpandedC(nn.Module):
         self.branch2_2 = conv_layer(448, 512, kernel_size=(1, 3), padding=(0, 1))
         self.branch2_3a = conv_layer(512, 256, kernel_size=(1, 3), padding=(0, 1))
         self.branch2_3b = conv_layer(512, 256, kernel_size=(3, 1), padding=(1, 0))
-        self.branch3 = _pool_branch(in_chs, 256, conv_layer)
+        self.branch3 = tf_pool_branch(in_chs, 256, conv_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.branch1_0(x)
