@@ -32,6 +32,7 @@ CIFAR10_CFG = {
 class InceptionNet(nn.Module):
     """Base class of the zoo's models; see docs/api.md for the contract it implements."""
 
+    __constants__ = ("classifier_name",)  # TorchScript reads it as a constant (forward_classifier)
     block_prefix: str = ""  # names of the Inception modules start with this ("Mixed_", "inception")
     classifier_name: str = "fc"  # the final classifier's attribute (timm's Inception-v4 calls it "last_linear")
     layer_container: str = ""  # the nn.Sequential holding the layers, where a family keeps them in one ("features")
@@ -178,9 +179,22 @@ class InceptionNet(nn.Module):
             getattr(self, aux_name).reset_classifier(num_classes)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before ``fc``."""
+        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
+        classifier."""
         x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x)
+        return x if pre_logits else self.forward_classifier(x)
+
+    def forward_classifier(self, x: torch.Tensor) -> torch.Tensor:
+        """The final classifier (``get_classifier()``, the child named ``classifier_name``) on pooled features; a
+        family whose logits differ from the classifier's output (a scale) overrides this, not ``forward_head``.
+
+        TorchScript cannot look a module up by a name held in a variable, so the children are searched by name:
+        eager mode, fx and torch.export see one call of the classifier, and TorchScript, to which the child names
+        and ``classifier_name`` are constants, compiles the search down to that one call."""
+        for name, module in self.named_children():
+            if name == self.classifier_name:
+                return module(x)
+        raise AttributeError("the model has no module named by its classifier_name")
 
     def forward_intermediates(
         self,

@@ -162,14 +162,11 @@ class FastInception(InceptionNet):
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify; the logits are scaled by ``logit_scale`` (airbench's 1/9), which sets how fast
-        the classifier's outputs grow under the high learning rates of short schedules. Without a classifier
-        (``num_classes=0``) the pooled features come out unscaled, as in every other model."""
-        x = self.head_drop(self.global_pool(x))
-        if pre_logits or not self.num_classes:
-            return x
-        return self.fc(x) * self.logit_scale
+    def forward_classifier(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits scaled by ``logit_scale`` (airbench's 1/9), which sets how fast the classifier's
+        outputs grow under the high learning rates of short schedules. Without a classifier (``num_classes=0``) the
+        pooled features come out unscaled, as in every other model."""
+        return self.fc(x) * self.logit_scale if self.num_classes else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

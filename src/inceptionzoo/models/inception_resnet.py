@@ -294,12 +294,6 @@ class InceptionResNet(InceptionNet):
             x = self.conv2d_7b(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
-        classifier."""
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classif(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 

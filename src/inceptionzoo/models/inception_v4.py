@@ -219,12 +219,6 @@ class InceptionV4(InceptionNet):
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
-        classifier."""
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.last_linear(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
