@@ -19,6 +19,10 @@ from ..sizes import minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]
 
+# the input check is a leaf of torch.fx graphs (fx cannot trace its data-dependent raises); fx patches the name in
+# this module's globals, so every model calls it here, through InceptionNet.check_input
+torch.fx.wrap("check_image_input")
+
 # preprocessing and head of the CIFAR-size models: 10 classes, 32x32 input, CIFAR-10's per-channel statistics
 CIFAR10_CFG = {
     "num_classes": 10,
@@ -178,6 +182,12 @@ class InceptionNet(nn.Module):
         for aux_name in self.aux_taps:
             getattr(self, aux_name).reset_classifier(num_classes)
 
+    def check_input(self, x: torch.Tensor, aux_heads: bool = False) -> None:
+        """Raise an error in words unless ``x`` is a batch this model takes: its channels, its weights' dtype and at
+        least ``features_min_size`` (``min_input_size`` with ``aux_heads=True``, for a forward that runs them)."""
+        height, width = self.min_input_size if aux_heads else self.features_min_size
+        check_image_input(x, self.in_chans, height, width, self.dtype_reference)
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
         classifier."""
@@ -212,7 +222,7 @@ class InceptionNet(nn.Module):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         indices = check_feature_indices(self.feature_info, indices, "indices")
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         take_ends = {self.feature_ends[i] for i in take_indices}

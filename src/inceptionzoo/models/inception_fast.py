@@ -19,13 +19,11 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ConvNormAct, ParallelBranches, resolve_act_layer
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["FastInception", "FastInceptionConfig", "InceptionConvGroup", "fast_inception_module"]
-
-torch.fx.wrap("check_image_input")
 
 
 def fast_inception_module(
@@ -157,7 +155,7 @@ class FastInception(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, widths[2], 3, 3)`` at 32x32."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)

@@ -23,7 +23,7 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ParallelBranches, conv_norm_act_factory, resolve_act_layer
 from ._base import InceptionNet
 from ._inception_2017_blocks import reduction_a, tf_pool_branch
@@ -35,8 +35,6 @@ __all__ = [
     "residual_inception_block",
     "residual_reduction_b",
 ]
-
-torch.fx.wrap("check_image_input")
 
 STEMS = ("inception_v3", "figure_14")
 
@@ -279,7 +277,7 @@ class InceptionResNet(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, num_features, 8, 8)`` at 299x299."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))))

@@ -19,7 +19,7 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ConvNormAct, InceptionOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
@@ -34,8 +34,6 @@ __all__ = [
     "InceptionV3",
     "InceptionV3Config",
 ]
-
-torch.fx.wrap("check_image_input")
 
 BRANCH_POOLS = ("avg", "avg_exclude_pad", "max")
 
@@ -583,11 +581,11 @@ class InceptionV3(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` roughly (8x8 at 299x299)."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         return self._forward_from_aux(self._forward_to_aux(x))
 
     def forward(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
+        self.check_input(x, aux_heads=True)
         x = self._forward_to_aux(x)
         if self.aux_logits:
             assert self.AuxLogits is not None

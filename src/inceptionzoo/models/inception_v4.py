@@ -16,7 +16,7 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ParallelBranches, conv_norm_act_factory
 from ._base import InceptionNet
 from ._inception_2017_blocks import reduction_a, tf_pool_branch
@@ -31,8 +31,6 @@ __all__ = [
     "stem_pool_and_conv",
     "stem_split_7x1",
 ]
-
-torch.fx.wrap("check_image_input")
 
 
 def stem_pool_and_conv(in_chs: int, out_chs: int, conv_layer: Any, pool_first: bool) -> ParallelBranches:
@@ -214,7 +212,7 @@ class InceptionV4(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, 1536, 8, 8)`` at 299x299."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)
