@@ -4,9 +4,9 @@ in each, a global max pool and a scaled linear head) with every convolution repl
 
 The Inception module is GoogLeNet's (Szegedy et al. 2014, figure 2b) with the 5x5 branch factorised into two 3x3
 convolutions as in Inception-v3 (Szegedy et al. 2015, figure 5): 1x1, 3x3 and 3x3-3x3 branches read the same input
-and are concatenated. The pool-projection branch is left out: max pooling took 13% of `inception_v1_cifar`'s profiled
-training step for almost no multiply-adds (docs/results.md). Fewer, wider branches than GoogLeNet's keep the
-training step dominated by convolutions (docs/performance.md).
+and are concatenated. The pool-projection branch is left out: its max pool costs training time for almost no
+multiply-adds (docs/results.md). Fewer, wider branches than GoogLeNet's keep the training step dominated by
+convolutions (docs/performance.md).
 """
 
 from dataclasses import dataclass

@@ -198,7 +198,6 @@ class InceptionV4(InceptionNet):
             {"num_chs": c, "reduction": r, "module": f"features.{e}"}
             for c, r, e in zip(channels, reductions, ends, strict=True)
         ]
-        self.stage_ends = ends
         self.finish_init(1536, num_classes, global_pool, drop_rate, feature_info, {})
         for module in self.modules():  # timm's initialisation: torch's defaults, BatchNorm at 1 / 0
             if isinstance(module, nn.BatchNorm2d):
