@@ -89,6 +89,7 @@ class InceptionNet(nn.Module):
         self.feature_info = feature_info
         self.feature_ends = [self.layer_names.index(info["module"]) for info in feature_info]
         self.aux_taps = {name: tap for name, tap in aux_taps.items() if getattr(self, name, None) is not None}
+        self.declared_aux_heads = tuple(aux_taps)  # built or not (aux_logits=False), for checkpoint loading
 
         layers = [self.get_submodule(name) for name in self.layer_names]
         height, width = minimum_input_size(layers)
@@ -164,6 +165,13 @@ class InceptionNet(nn.Module):
     def classifier_names(self) -> list[str]:
         """The module names of every classifier: the head's ``fc`` and each auxiliary head's."""
         return [self.classifier_name, *(f"{aux}.{getattr(self, aux).classifier_name}" for aux in self.aux_taps)]
+
+    @torch.jit.ignore
+    def aux_head_names(self) -> list[str]:
+        """The attribute names of the auxiliary heads this family has when built with ``aux_logits=True``
+        (``AuxLogits``; ``aux1``, ``aux2``), whether this model has them or not: a checkpoint's keys under them are
+        dropped when the model was built without them."""
+        return list(self.declared_aux_heads)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
