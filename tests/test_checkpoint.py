@@ -301,3 +301,23 @@ def test_torchvision_checkpoint_loads_without_aux_heads(tmp_path):
     model = inceptionzoo.create_model("inception_v1_tv", checkpoint_path=path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, theirs.state_dict()[key])
+
+
+def test_mismatch_hints_name_the_models_own_heads():
+    """The classifier and auxiliary-head hints take the names from the model (``classifier_names()``,
+    ``aux_head_names()``): Inception-ResNet's ``classif`` and GoogLeNet's ``aux1`` / ``aux2`` get them as
+    Inception-v3's ``fc`` and ``AuxLogits`` do."""
+    from inceptionzoo.checkpoint import check_state_dict_fits, drop_unused_aux_keys
+
+    resnet = inceptionzoo.create_model("inception_resnet_v1", blocks=(1, 1, 1))
+    state_dict = {**resnet.state_dict(), "classif.weight": torch.zeros(10, resnet.num_features)}
+    with pytest.raises(inceptionzoo.CheckpointMismatchError, match="the classifier differs"):
+        check_state_dict_fits(resnet, state_dict)
+
+    with_aux = inceptionzoo.create_model("inception_v1_cifar", aux_logits=True)
+    without_aux = inceptionzoo.create_model("inception_v1_cifar")
+    assert with_aux.aux_head_names() == without_aux.aux_head_names() == ["aux1", "aux2"]
+    with pytest.raises(inceptionzoo.CheckpointMismatchError, match="build it with aux_logits=False"):
+        check_state_dict_fits(with_aux, without_aux.state_dict())
+    kept = drop_unused_aux_keys(without_aux, with_aux.state_dict())
+    assert sorted(kept) == sorted(without_aux.state_dict())

@@ -145,7 +145,8 @@ def check_image_input(
     ``x`` is not a batch the model can take.
 
     Called at the top of every model's forward so that a wrong input fails here, in words, rather than deep
-    inside a convolution with a kernel-size or dtype error. Wrapped for ``torch.fx`` by the model files.
+    inside a convolution with a kernel-size or dtype error. Wrapped for ``torch.fx`` once, in ``models/_base.py``
+    (models call it through ``InceptionNet.check_input``).
     ``dtype_reference`` is a tensor that follows the weights' dtype (a buffer, so that fx graphs keep reading it).
     """
     if not isinstance(x, torch.Tensor):

@@ -400,12 +400,29 @@ def check_state_dict_fits(
         lines.append(f"  different shapes ({len(shapes)}): {_describe(shapes, 6)}")
     if dtypes:
         lines.append(f"  different kinds of dtype ({len(dtypes)}): {_describe(dtypes, 6)}")
-    if any(k.startswith("AuxLogits") or k.startswith("aux") for k in missing):
+    aux_heads = tuple(f"{name}." for name in _aux_head_names(model))
+    if aux_heads and any(k.startswith(aux_heads) for k in missing):
         lines.append("  (the model has an auxiliary head the checkpoint lacks: build it with aux_logits=False)")
-    if fitting >= len(own) / 2 and any(k.split(".")[0] in ("fc", "classifier") for k in shapes):
+    classifiers = tuple(f"{name}." for name in _classifier_names(model))
+    if fitting >= len(own) / 2 and classifiers and any(k.startswith(classifiers) for k in shapes):
         lines.append("  (the classifier differs: build the model with the checkpoint's num_classes, or pass the file "
                      "as pretrained_file= to start from its weights with a new classifier)")  # fmt: skip
     raise CheckpointMismatchError("\n".join(lines))
+
+
+def _classifier_names(model: nn.Module) -> list[str]:
+    """The module names of ``model``'s classifiers, from the model: the zoo's ``classifier_names()`` (head and
+    auxiliary heads), else timm's ``pretrained_cfg["classifier"]``; none for a model that names neither."""
+    if hasattr(model, "classifier_names"):
+        return list(model.classifier_names())
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    return [classifier] if isinstance(classifier, str) else list(classifier or [])
+
+
+def _aux_head_names(model: nn.Module) -> list[str]:
+    """The module names of the auxiliary heads ``model``'s family has, built or not (the zoo's
+    ``aux_head_names()``); none for a model that does not say."""
+    return list(model.aux_head_names()) if hasattr(model, "aux_head_names") else []
 
 
 def drop_unused_aux_keys(
@@ -414,12 +431,12 @@ def drop_unused_aux_keys(
     """Drop auxiliary-head weights a checkpoint carries when the model was built without that head.
 
     timm's and torchvision's Inception-v3 checkpoints include ``AuxLogits.*``; a model built for inference
-    (``aux_logits=False``, the default) has no use for them, exactly as in timm.
+    (``aux_logits=False``, the default) has no use for them, exactly as in timm. The heads are the ones the model
+    names (``aux_head_names()``).
     """
     own = model.state_dict() if own is None else own
-    aux_prefixes = {k.split(".")[0] for k in state_dict if k.split(".")[0].lower().startswith("aux")}
-    unused = {p for p in aux_prefixes if not any(k.startswith(p + ".") for k in own)}
-    return {k: v for k, v in state_dict.items() if k.split(".")[0] not in unused}
+    unused = tuple(f"{name}." for name in _aux_head_names(model) if not any(k.startswith(name + ".") for k in own))
+    return {k: v for k, v in state_dict.items() if not (unused and k.startswith(unused))}
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
@@ -454,8 +471,7 @@ def load_pretrained_weights(model: nn.Module, state_dict: Mapping[str, torch.Ten
     if key and key in state_dict and state_dict[key].shape[1] != model.in_chans:
         state_dict[key] = adapt_input_conv(model.in_chans, state_dict[key])
     reset: list[str] = []
-    classifiers = model.classifier_names() if hasattr(model, "classifier_names") else ["fc"]
-    prefixes = tuple(f"{name}." for name in classifiers)
+    prefixes = tuple(f"{name}." for name in _classifier_names(model))
     # by the shapes, not by the registered num_classes: a file of one's own (pretrained_file=) has its own head
     head_differs = any(
         k.startswith(prefixes) and (k not in own or v.shape != own[k].shape) for k, v in state_dict.items()

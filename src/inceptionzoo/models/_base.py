@@ -19,6 +19,10 @@ from ..sizes import minimum_input_size
 
 __all__ = ["CIFAR10_CFG", "InceptionNet"]
 
+# the input check is a leaf of torch.fx graphs (fx cannot trace its data-dependent raises); fx patches the name in
+# this module's globals, so every model calls it here, through InceptionNet.check_input
+torch.fx.wrap("check_image_input")
+
 # preprocessing and head of the CIFAR-size models: 10 classes, 32x32 input, CIFAR-10's per-channel statistics
 CIFAR10_CFG = {
     "num_classes": 10,
@@ -32,6 +36,7 @@ CIFAR10_CFG = {
 class InceptionNet(nn.Module):
     """Base class of the zoo's models; see docs/api.md for the contract it implements."""
 
+    __constants__ = ("classifier_name",)  # TorchScript reads it as a constant (forward_classifier)
     block_prefix: str = ""  # names of the Inception modules start with this ("Mixed_", "inception")
     classifier_name: str = "fc"  # the final classifier's attribute (timm's Inception-v4 calls it "last_linear")
     layer_container: str = ""  # the nn.Sequential holding the layers, where a family keeps them in one ("features")
@@ -84,6 +89,7 @@ class InceptionNet(nn.Module):
         self.feature_info = feature_info
         self.feature_ends = [self.layer_names.index(info["module"]) for info in feature_info]
         self.aux_taps = {name: tap for name, tap in aux_taps.items() if getattr(self, name, None) is not None}
+        self.declared_aux_heads = tuple(aux_taps)  # built or not (aux_logits=False), for checkpoint loading
 
         layers = [self.get_submodule(name) for name in self.layer_names]
         height, width = minimum_input_size(layers)
@@ -161,6 +167,13 @@ class InceptionNet(nn.Module):
         return [self.classifier_name, *(f"{aux}.{getattr(self, aux).classifier_name}" for aux in self.aux_taps)]
 
     @torch.jit.ignore
+    def aux_head_names(self) -> list[str]:
+        """The attribute names of the auxiliary heads this family has when built with ``aux_logits=True``
+        (``AuxLogits``; ``aux1``, ``aux2``), whether this model has them or not: a checkpoint's keys under them are
+        dropped when the model was built without them."""
+        return list(self.declared_aux_heads)
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         """The final classifier (``fc``; ``nn.Identity`` after ``reset_classifier(0)``), as in timm."""
         return getattr(self, self.classifier_name)
@@ -177,10 +190,29 @@ class InceptionNet(nn.Module):
         for aux_name in self.aux_taps:
             getattr(self, aux_name).reset_classifier(num_classes)
 
+    def check_input(self, x: torch.Tensor, aux_heads: bool = False) -> None:
+        """Raise an error in words unless ``x`` is a batch this model takes: its channels, its weights' dtype and at
+        least ``features_min_size`` (``min_input_size`` with ``aux_heads=True``, for a forward that runs them)."""
+        height, width = self.min_input_size if aux_heads else self.features_min_size
+        check_image_input(x, self.in_chans, height, width, self.dtype_reference)
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before ``fc``."""
+        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
+        classifier."""
         x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x)
+        return x if pre_logits else self.forward_classifier(x)
+
+    def forward_classifier(self, x: torch.Tensor) -> torch.Tensor:
+        """The final classifier (``get_classifier()``, the child named ``classifier_name``) on pooled features; a
+        family whose logits differ from the classifier's output (a scale) overrides this, not ``forward_head``.
+
+        TorchScript cannot look a module up by a name held in a variable, so the children are searched by name:
+        eager mode, fx and torch.export see one call of the classifier, and TorchScript, to which the child names
+        and ``classifier_name`` are constants, compiles the search down to that one call."""
+        for name, module in self.named_children():
+            if name == self.classifier_name:
+                return module(x)
+        raise AttributeError("the model has no module named by its classifier_name")
 
     def forward_intermediates(
         self,
@@ -198,7 +230,7 @@ class InceptionNet(nn.Module):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         indices = check_feature_indices(self.feature_info, indices, "indices")
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         take_ends = {self.feature_ends[i] for i in take_indices}

@@ -4,9 +4,9 @@ in each, a global max pool and a scaled linear head) with every convolution repl
 
 The Inception module is GoogLeNet's (Szegedy et al. 2014, figure 2b) with the 5x5 branch factorised into two 3x3
 convolutions as in Inception-v3 (Szegedy et al. 2015, figure 5): 1x1, 3x3 and 3x3-3x3 branches read the same input
-and are concatenated. The pool-projection branch is left out: max pooling took 13% of `inception_v1_cifar`'s profiled
-training step for almost no multiply-adds (docs/results.md). Fewer, wider branches than GoogLeNet's keep the
-training step dominated by convolutions (docs/performance.md).
+and are concatenated. The pool-projection branch is left out: its max pool costs training time for almost no
+multiply-adds (docs/results.md). Fewer, wider branches than GoogLeNet's keep the training step dominated by
+convolutions (docs/performance.md).
 """
 
 from dataclasses import dataclass
@@ -19,13 +19,11 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ConvNormAct, ParallelBranches, resolve_act_layer
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["FastInception", "FastInceptionConfig", "InceptionConvGroup", "fast_inception_module"]
-
-torch.fx.wrap("check_image_input")
 
 
 def fast_inception_module(
@@ -157,19 +155,16 @@ class FastInception(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, widths[2], 3, 3)`` at 32x32."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify; the logits are scaled by ``logit_scale`` (airbench's 1/9), which sets how fast
-        the classifier's outputs grow under the high learning rates of short schedules. Without a classifier
-        (``num_classes=0``) the pooled features come out unscaled, as in every other model."""
-        x = self.head_drop(self.global_pool(x))
-        if pre_logits or not self.num_classes:
-            return x
-        return self.fc(x) * self.logit_scale
+    def forward_classifier(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits scaled by ``logit_scale`` (airbench's 1/9), which sets how fast the classifier's
+        outputs grow under the high learning rates of short schedules. Without a classifier (``num_classes=0``) the
+        pooled features come out unscaled, as in every other model."""
+        return self.fc(x) * self.logit_scale if self.num_classes else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -23,10 +23,10 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ParallelBranches, conv_norm_act_factory, resolve_act_layer
 from ._base import InceptionNet
-from .inception_v4 import reduction_a
+from ._inception_2017_blocks import reduction_a, tf_pool_branch
 
 __all__ = [
     "InceptionResNet",
@@ -35,8 +35,6 @@ __all__ = [
     "residual_inception_block",
     "residual_reduction_b",
 ]
-
-torch.fx.wrap("check_image_input")
 
 STEMS = ("inception_v3", "figure_14")
 
@@ -122,9 +120,7 @@ def stem_inception_module(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(64, 96, kernel_size=3, padding=1),
             conv_layer(96, 96, kernel_size=3, padding=1),
         ),
-        branch3=nn.Sequential(
-            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), conv_layer(in_chs, 64, kernel_size=1)
-        ),
+        branch3=tf_pool_branch(in_chs, 64, conv_layer),
     )
 
 
@@ -281,7 +277,7 @@ class InceptionResNet(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, num_features, 8, 8)`` at 299x299."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))))
@@ -295,12 +291,6 @@ class InceptionResNet(InceptionNet):
         if self.conv2d_7b is not None:
             x = self.conv2d_7b(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
-        classifier."""
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classif(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

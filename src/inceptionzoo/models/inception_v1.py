@@ -24,14 +24,12 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ConvNormAct, GoogLeNetOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["GoogLeNet", "GoogLeNetAux", "GoogLeNetConfig", "InceptionModule", "caffe_bn_inception_filter"]
-
-torch.fx.wrap("check_image_input")
 
 
 class InceptionModule(nn.Module):
@@ -377,11 +375,11 @@ class GoogLeNet(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` (7x7 at 224x224)."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         return self._forward_from_4d(self._forward_to_4d(self._forward_to_4a(x)))
 
     def forward(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
+        self.check_input(x, aux_heads=True)
         x = self._forward_to_4a(x)
         if self.aux_logits:
             assert self.aux1 is not None and self.aux2 is not None

@@ -19,7 +19,7 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ConvNormAct, InceptionOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
@@ -34,8 +34,6 @@ __all__ = [
     "InceptionV3",
     "InceptionV3Config",
 ]
-
-torch.fx.wrap("check_image_input")
 
 BRANCH_POOLS = ("avg", "avg_exclude_pad", "max")
 
@@ -583,11 +581,11 @@ class InceptionV3(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final feature map, ``(batch, num_features, H/32, W/32)`` roughly (8x8 at 299x299)."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         return self._forward_from_aux(self._forward_to_aux(x))
 
     def forward(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, self.min_height, self.min_width, self.dtype_reference)
+        self.check_input(x, aux_heads=True)
         x = self._forward_to_aux(x)
         if self.aux_logits:
             assert self.AuxLogits is not None
@@ -616,33 +614,10 @@ def _cfg(**kwargs: Any) -> InceptionPretrainedCfg:
     )
 
 
-_STEM_7X7 = {"first_conv": "Conv2d_1a_7x7.conv"}
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
-)
 _ROW_8 = "Table 3, row 8: Inception-v2 BN-auxiliary (Inception-v3)"
 
 default_cfgs = generate_default_cfgs(
     {
-        "inception_v2": _cfg(
-            **_STEM_7X7,
-            paper_row="Table 3, row 4: Inception-v2",
-            description="Inception-v2 (Table 3, row 4): v3 graph, 7x7 stem, aux head without BN.",
-        ),
-        "inception_v2_rmsprop": _cfg(
-            **_STEM_7X7,
-            paper_row="Table 3, row 5: Inception-v2 RMSProp",
-            description="Table 3, row 5: Inception-v2 trained with RMSProp.",
-        ),
-        "inception_v2_ls": _cfg(
-            **_STEM_7X7,
-            paper_row="Table 3, row 6: Inception-v2 Label Smoothing",
-            description="Table 3, row 6: Inception-v2, RMSProp and label smoothing.",
-        ),
-        "inception_v2_f7x7": _cfg(
-            paper_row="Table 3, row 7: Inception-v2 Factorized 7x7",
-            description="Table 3, row 7: Inception-v2 with the 7x7 stem factorized into 3x3s.",
-        ),
         # published ImageNet weights, timm's key layout (= ours), on the Hub as timm/inception_v3.<tag>
         "inception_v3.tv_in1k": _cfg(
             paper_row=_ROW_8,
@@ -708,19 +683,6 @@ default_cfgs = generate_default_cfgs(
             pool_size=(3, 3),
             description="Inception-v3 for 32x32 CIFAR images (stride-1 padded stem, one 2x pool).",
         ),
-        "inception_v3_fid.tf_2015_12_05": _cfg(
-            paper_row="FID: TensorFlow's 2015-12-05 Inception graph",
-            url=FID_WEIGHTS_URL,
-            num_classes=1008,
-            crop_pct=1.0,
-            interpolation="bilinear",
-            license="apache-2.0",
-            origin_url="https://github.com/mseitzer/pytorch-fid",
-            paper_ids="arXiv:1706.08500",
-            paper_name="GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium",
-            description="The Inception-v3 graph FID is computed with: TensorFlow's 2015-12-05 weights as pytorch-fid "
-            "publishes them (1008 classes; the features are the 2048-channel pool3).",
-        ),
         "inception_v3_rf79": _cfg(
             paper_row="Section 9: 79x79 receptive field",
             input_size=(3, 79, 79),
@@ -730,42 +692,9 @@ default_cfgs = generate_default_cfgs(
     }
 )
 
-_V2 = {"stem": "conv_7x7", "aux_fc_norm": False}
-# the FID graph's three departures from the reference model (pytorch-fid's FIDInceptionA/C/E_1/E_2)
-_FID = {"branch_pool": "avg_exclude_pad", "final_branch_pool": "max", "feature_taps": "fid"}
-
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     return build_model_with_cfg(InceptionV3, variant, pretrained, **kwargs)
-
-
-@register_model
-def inception_v2(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Inception-v2 (Table 3, row 4): the v3 graph with an unfactorized 7x7/2 first convolution and an aux head
-    whose "fully connected" layer has no BatchNorm; trained with momentum SGD."""
-    config = InceptionV3Config(**_V2)
-    return _create("inception_v2", pretrained, config=config, **kwargs)
-
-
-@register_model
-def inception_v2_rmsprop(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Table 3, row 5: Inception-v2's network; its recipe switches to RMSProp (decay 0.9, epsilon 1.0)."""
-    config = InceptionV3Config(**_V2)
-    return _create("inception_v2_rmsprop", pretrained, config=config, **kwargs)
-
-
-@register_model
-def inception_v2_ls(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Table 3, row 6: Inception-v2's network; its recipe adds label smoothing (epsilon 0.1) to RMSProp."""
-    config = InceptionV3Config(**_V2)
-    return _create("inception_v2_ls", pretrained, config=config, **kwargs)
-
-
-@register_model
-def inception_v2_f7x7(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """Table 3, row 7: the first 7x7 convolution factorized into three 3x3 convolutions (aux head still without BN)."""
-    config = InceptionV3Config(aux_fc_norm=False)
-    return _create("inception_v2_f7x7", pretrained, config=config, **kwargs)
 
 
 @register_model
@@ -798,17 +727,6 @@ def inception_v3_cifar(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
     config = InceptionV3Config(stem="cifar", width_multiplier=0.125)
     kwargs.setdefault("num_classes", 10)
     return _create("inception_v3_cifar", pretrained, config=config, **kwargs)
-
-
-@register_model
-def inception_v3_fid(pretrained: bool = False, **kwargs: Any) -> InceptionV3:
-    """The Inception-v3 that FID is computed with (TensorFlow's 2015-12-05 graph, as pytorch-fid and torch-fidelity
-    build it): 1008 classes, pool branches that average without the padding, a max pool in ``Mixed_7c``'s pool
-    branch, and feature taps at pytorch-fid's blocks (64, 192, 768 and 2048 channels). ``inceptionzoo.fid`` computes
-    the distance with it."""
-    config = InceptionV3Config(**_FID)
-    kwargs.setdefault("num_classes", 1008)
-    return _create("inception_v3_fid", pretrained, config=config, **kwargs)
 
 
 # timm's retired names for the v3 weights: they load the same weights, with timm's warning

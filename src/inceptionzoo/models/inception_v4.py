@@ -16,9 +16,10 @@ from torch import nn
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
-from .._validation import check_config_fields, check_image_input
+from .._validation import check_config_fields
 from ..layers import ParallelBranches, conv_norm_act_factory
 from ._base import InceptionNet
+from ._inception_2017_blocks import reduction_a, tf_pool_branch
 
 __all__ = [
     "InceptionV4",
@@ -26,13 +27,10 @@ __all__ = [
     "InceptionV4ExpandedC",
     "inception_v4_a",
     "inception_v4_b",
-    "reduction_a",
     "reduction_b",
     "stem_pool_and_conv",
     "stem_split_7x1",
 ]
-
-torch.fx.wrap("check_image_input")
 
 
 def stem_pool_and_conv(in_chs: int, out_chs: int, conv_layer: Any, pool_first: bool) -> ParallelBranches:
@@ -55,11 +53,6 @@ def stem_split_7x1(in_chs: int, conv_layer: Any) -> ParallelBranches:
     )
 
 
-def _pool_branch(in_chs: int, out_chs: int, conv_layer: Any) -> nn.Sequential:
-    # TensorFlow's average pool, which leaves the padding out of the average
-    return nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), conv_layer(in_chs, out_chs, 1))
-
-
 def inception_v4_a(in_chs: int, conv_layer: Any) -> ParallelBranches:
     """Figure 4, the 35x35 module: 1x1; 1x1 -> 3x3; 1x1 -> 3x3 -> 3x3; average pool -> 1x1 (96 channels each)."""
     return ParallelBranches(
@@ -70,21 +63,7 @@ def inception_v4_a(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(64, 96, kernel_size=3, padding=1),
             conv_layer(96, 96, kernel_size=3, padding=1),
         ),
-        branch3=_pool_branch(in_chs, 96, conv_layer),
-    )
-
-
-def reduction_a(in_chs: int, k: int, l: int, m: int, n: int, conv_layer: Any) -> ParallelBranches:  # noqa: E741
-    """Figure 7, 35x35 -> 17x17: 3x3/2 (n); 1x1 (k) -> 3x3 (l) -> 3x3/2 (m); 3x3/2 max pool. Table 1 gives k, l, m,
-    n per network (Inception-v4: 192, 224, 256, 384)."""
-    return ParallelBranches(
-        branch0=conv_layer(in_chs, n, kernel_size=3, stride=2),
-        branch1=nn.Sequential(
-            conv_layer(in_chs, k, kernel_size=1),
-            conv_layer(k, l, kernel_size=3, padding=1),
-            conv_layer(l, m, kernel_size=3, stride=2),
-        ),
-        branch2=nn.MaxPool2d(3, stride=2),
+        branch3=tf_pool_branch(in_chs, 96, conv_layer),
     )
 
 
@@ -105,7 +84,7 @@ def inception_v4_b(in_chs: int, conv_layer: Any) -> ParallelBranches:
             conv_layer(224, 224, kernel_size=(7, 1), padding=(3, 0)),
             conv_layer(224, 256, kernel_size=(1, 7), padding=(0, 3)),
         ),
-        branch3=_pool_branch(in_chs, 128, conv_layer),
+        branch3=tf_pool_branch(in_chs, 128, conv_layer),
     )
 
 
@@ -138,7 +117,7 @@ class InceptionV4ExpandedC(nn.Module):
         self.branch2_2 = conv_layer(448, 512, kernel_size=(1, 3), padding=(0, 1))
         self.branch2_3a = conv_layer(512, 256, kernel_size=(1, 3), padding=(0, 1))
         self.branch2_3b = conv_layer(512, 256, kernel_size=(3, 1), padding=(1, 0))
-        self.branch3 = _pool_branch(in_chs, 256, conv_layer)
+        self.branch3 = tf_pool_branch(in_chs, 256, conv_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.branch1_0(x)
@@ -219,7 +198,6 @@ class InceptionV4(InceptionNet):
             {"num_chs": c, "reduction": r, "module": f"features.{e}"}
             for c, r, e in zip(channels, reductions, ends, strict=True)
         ]
-        self.stage_ends = ends
         self.finish_init(1536, num_classes, global_pool, drop_rate, feature_info, {})
         for module in self.modules():  # timm's initialisation: torch's defaults, BatchNorm at 1 / 0
             if isinstance(module, nn.BatchNorm2d):
@@ -233,16 +211,10 @@ class InceptionV4(InceptionNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled final map, ``(batch, 1536, 8, 8)`` at 299x299."""
-        check_image_input(x, self.in_chans, self.features_min_size[0], self.features_min_size[1], self.dtype_reference)
+        self.check_input(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self.run_layers(self.layer_names[0], self.layer_names[-1], x)
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, dropout and classify the map of ``forward_features``; ``pre_logits=True`` stops before the
-        classifier."""
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.last_linear(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
