@@ -23,6 +23,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(_THREADS)
     os.environ["OMP_NUM_THREADS"] = str(_THREADS)
 
+import toy_family  # noqa: F401  (registers toy_inception before the registry is read: CONTRIBUTING.md's walk)
+
 MODEL_NAMES = inceptionzoo.list_models()
 
 
