@@ -67,12 +67,14 @@ def unresolvable_host(url: str) -> str | None:
 def offline_hint(name: str) -> str:
     return (
         f"set HF_HUB_OFFLINE=1 to use cached weights without trying the network, run `inceptionzoo download {name}` "
-        "where there is network, or start from a local file with create_model(..., pretrained_file=PATH)"
+        "where there is network, or start from a local file of the weights: create_model(..., pretrained_file=PATH) "
+        "in Python, `inceptionzoo train --pretrained-file PATH` for training"
     )
 
 
 def how_to_fetch(name: str, folder: Path) -> str:
     return (
         f"run `inceptionzoo download {name}` on a machine with network access and copy its cache folder "
-        f"({folder}) here, or unset HF_HUB_OFFLINE"
+        f"({folder}) here, or unset HF_HUB_OFFLINE; a local file of the weights works too: "
+        "create_model(..., pretrained_file=PATH), `inceptionzoo train --pretrained-file PATH`"
     )

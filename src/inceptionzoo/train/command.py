@@ -7,15 +7,16 @@ For several processes launch it with torchrun, e.g.
 import argparse
 import json
 import os
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from .loop import TrainConfig, fit
+from .loop import TrainConfig, TrainingInterrupted, fit
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "resume_command"]
 
 _HELP = {
     "model": "registered model name, optionally with a weight tag (e.g. inception_v3.tv_in1k); default: %(default)s",
@@ -26,6 +27,9 @@ _HELP = {
     "(default: a new runs/<model>-<date>-<time>)",
     "pretrained": "start from the model's pretrained weights (the classifier is replaced to fit the data's classes, "
     "images are resized to the weights' input size)",
+    "pretrained_file": "start from the weights in this local file (safetensors or a PyTorch checkpoint, e.g. one "
+    "copied from a machine with network access), loaded as published weights are: the classifier is replaced to fit "
+    "the data's classes; implies --pretrained (create_model's pretrained_file=)",
     "download": "with --data torchvision:ROOT, download CIFAR-10 into ROOT if it is not there",
     "cache_dir": "where decoded datasets, shard indexes and --freeze features are cached (default: "
     "$INCEPTIONZOO_CACHE, else ~/.cache/inceptionzoo/datasets)",
@@ -41,8 +45,9 @@ _HELP = {
     "ema": "keep a weight average (EMA) and evaluate and save it; --no-ema uses the trained weights themselves "
     "(default on when the recipe has one)",
     "clip_grad": "clip the gradient norm to this value (default: the recipe's)",
-    "val_size": "images carved out of train/ for validation each epoch, class-balanced; 0 trains on all of train/ "
-    "(default: %(default)s)",
+    "val_size": "validation each epoch: N images carved out of train/, class-balanced, or 0 for none (default: "
+    "val/ or validation/ when the folder has one, else about 10%% of train/ carved out, at most 5000, none when a "
+    "class has fewer than 5 images; tar shards validate on val/ shards)",
     "eval_test": "evaluate test/ once, after the last epoch (report this figure once; tune on validation)",
     "subset": "use a random class-balanced N images of train/ (and at most N of test/), for quick runs",
     "image_size": "train and evaluate at this size (default: the model's input size, 299 for ImageNet weights)",
@@ -133,11 +138,48 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
 
 
+def resume_command(program: str, argv: Sequence[str], output: str, resume: bool = True) -> str:
+    """The command line that goes on with an interrupted run: ``argv`` (the settings must match) with
+    ``--output OUTPUT --resume OUTPUT`` in place of its own ``--output`` / ``--resume`` (only ``--output`` when
+    ``resume`` is False: no epoch was saved, the run starts again)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--output", "--resume"):
+            skip = True
+        elif not arg.startswith(("--output=", "--resume=")):
+            kept.append(arg)
+    tail = ["--output", output, *(["--resume", output] if resume else [])]
+    return " ".join([program, shlex.join([*kept, *tail])])
+
+
+def _report_interrupt(stop: TrainingInterrupted, prog: str | None, argv: Sequence[str]) -> None:
+    name = prog or "inceptionzoo train"
+    program = f"python {sys.argv[0]}" if name.endswith(".py") else name
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
+    if stop.output is None:
+        print(f"{name}: interrupted (Ctrl-C) before the run began", file=sys.stderr, flush=True)
+    elif stop.checkpoint is None:
+        print(f"{name}: interrupted (Ctrl-C) before the first epoch was saved: nothing to resume. Start again "
+              f"with:\n  {resume_command(program, argv, str(stop.output), resume=False)}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    else:
+        print(f"{name}: interrupted (Ctrl-C); the last complete checkpoint is {stop.checkpoint}. Continue the run "
+              f"with:\n  {resume_command(program, argv, str(stop.output))}", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None, defaults: TrainConfig | None = None, prog: str | None = None) -> int:
-    """Parse ``argv``, train, and print the summary as JSON on the last line."""
+    """Parse ``argv``, train, and print the summary as JSON on the last line. Ctrl-C stops the run within a step,
+    prints the command that resumes it and returns 130 (as a shell reports a SIGINT)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(defaults, prog=prog).parse_args(argv)
     try:
         summary = fit(config_from_args(args))
+    except TrainingInterrupted as stop:
+        _report_interrupt(stop, prog, argv)
+        return 130
     except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as error:
         # the loop's own errors are written for people: show them plainly, without a traceback
         print(f"{prog or 'inceptionzoo train'}: error: {error}", file=sys.stderr)

@@ -16,6 +16,7 @@ __all__ = [
     "check_resume_matches",
     "refuse_finished_run",
     "resolve_recipe",
+    "saved_setting",
 ]
 
 
@@ -27,6 +28,7 @@ class TrainConfig:
     data: str = ""
     output: str = ""
     pretrained: bool = False
+    pretrained_file: str | None = None
     download: bool = False
     cache_dir: str | None = None
     recipe: str | None = None
@@ -39,7 +41,7 @@ class TrainConfig:
     ema_decay: float | None = None
     ema: bool = True
     clip_grad: float | None = None
-    val_size: int = 5000
+    val_size: int | None = None  # None: val/ when the folder has one, else about 10% carved out of train/
     eval_test: bool = False
     subset: int | None = None
     image_size: int | None = None
@@ -82,9 +84,9 @@ class TrainConfig:
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
 RESUME_MUST_MATCH = (
-    "model", "pretrained", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed", "grad_accum",
-    "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits", "whiten_stem",
-    "lookahead",
+    "model", "pretrained", "pretrained_file", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed",
+    "grad_accum", "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits",
+    "whiten_stem", "lookahead",
 )  # fmt: skip
 
 # settings that override the recipe's value of the same name when given
@@ -130,6 +132,15 @@ def refuse_finished_run(resume: str) -> None:
             f"{run_folder / 'model'}; there is nothing to resume. To train on, start a new run (with more --epochs, "
             "or fine-tuning that model)"
         )
+
+
+def saved_setting(resume: str, name: str) -> Any:
+    """The value of setting ``name`` in the config.json of the run that ``resume`` names (None when unreadable)."""
+    try:
+        saved = json.loads((find_checkpoint(resume).parent.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved.get(name) if isinstance(saved, dict) else None
 
 
 def check_resume_matches(saved: dict[str, Any], resolved: dict[str, Any], resume: str) -> None:

@@ -100,6 +100,7 @@ def train_one_epoch(
     grad_accum: int = 1,
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     after_update: Callable[[int], None] | None = None,
+    between_steps: Callable[[], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss.
 
@@ -107,7 +108,8 @@ def train_one_epoch(
     ``grad_scaler`` is for fp16; ``grad_accum`` sums the gradients of that many batches per optimizer step (without
     DDP's all-reduce in between); ``mixup`` (timm's ``Mixup``) mixes each batch and returns soft targets;
     ``on_step(step, running_totals, data_wait_seconds)`` is called after each batch (progress reports),
-    ``after_update(num_updates)`` before each optimizer step (a lookahead schedule).
+    ``after_update(num_updates)`` before each optimizer step (a lookahead schedule), ``between_steps()`` after each
+    batch, before the next is fetched (it raises to stop the epoch there: a Ctrl-C).
     """
     device = torch.device(device)
     model.train()
@@ -148,6 +150,8 @@ def train_one_epoch(
             totals += _batch_totals(loss, logits, labels)
         if on_step is not None:
             on_step(step, totals, data_wait)
+        if between_steps is not None:
+            between_steps()
         step += 1
     return _stats(totals)
 

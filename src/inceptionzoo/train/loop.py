@@ -3,6 +3,9 @@ then per epoch train, validate and checkpoint, then test and save. Only rank 0 w
 """
 
 import json
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, replace
 from functools import partial
@@ -13,7 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import TrainConfig, check_resume_matches, refuse_finished_run, resolve_recipe
+from ..checkpoint import CheckpointError
+from .config import TrainConfig, check_resume_matches, refuse_finished_run, resolve_recipe, saved_setting
 from .data.cache import default_cache_dir
 from .data.sources import DataOptions, Splits, open_splits, source_kind
 from .data.transforms import Augmentation
@@ -36,17 +40,68 @@ from .recipes import (
     freeze_norm_scales,
     set_lookahead_alpha,
 )
-from .reporting import MetricsLog, Progress, plot_metrics
+from .reporting import MetricsLog, Progress, plot_metrics, rate
 from .resume import (
     LATEST,
     RunFolderLockedError,
     RunLock,
+    find_checkpoint,
     load_training_state,
     remove_stale_partials,
     save_training_state,
 )
 
-__all__ = ["Run", "TrainConfig", "describe_trained_model", "fit"]
+__all__ = ["Run", "TrainConfig", "TrainingInterrupted", "describe_trained_model", "fit"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run. ``output`` is its folder (None when it stopped before choosing one), ``checkpoint``
+    the last complete checkpoint (None before the first epoch was saved): ``--resume output`` goes on from there."""
+
+    def __init__(self, output: Path | None, checkpoint: Path | None) -> None:
+        super().__init__(f"interrupted; last checkpoint {checkpoint}")
+        self.output, self.checkpoint = output, checkpoint
+
+
+def _interrupted(output: str) -> TrainingInterrupted:
+    if not output:
+        return TrainingInterrupted(None, None)
+    try:
+        checkpoint = find_checkpoint(output)
+    except (OSError, CheckpointError):
+        checkpoint = None
+    return TrainingInterrupted(Path(output), checkpoint)
+
+
+class StopBetweenSteps:
+    """Ctrl-C during the training steps asks the loop to stop after the step under way (``check`` raises
+    ``KeyboardInterrupt`` between steps); a second Ctrl-C, or one outside the steps, stops at once. The handler is
+    installed on the main thread only, and the previous one restored on exit."""
+
+    def __init__(self, announce: bool = True) -> None:
+        self.requested = self.stepping = False
+        self.announce = announce
+        self.previous: Any = None
+
+    def __enter__(self) -> "StopBetweenSteps":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested or not self.stepping:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.announce:
+            print("\nCtrl-C: stopping after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 def _new_run_folder(model: str, env: Distributed) -> str:
@@ -61,7 +116,7 @@ def fit(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; returns the summary also written to ``<output>/summary.json``."""
     started = time.perf_counter()
     env = Distributed(config.device)
-    lock = None
+    lock = run = None
     try:
         if not config.output:
             config = replace(config, output=_new_run_folder(config.model, env))
@@ -72,7 +127,13 @@ def fit(config: TrainConfig) -> dict[str, Any]:
 
             return fit_frozen(run)
         return run.train()
+    except KeyboardInterrupt as error:  # Ctrl-C: say where the run stands, without a traceback (command.main)
+        if isinstance(error, TrainingInterrupted):
+            raise
+        raise _interrupted(config.output) from None
     finally:
+        if run is not None:
+            run.close_data()  # DataLoader workers shut down now, not at exit
         if lock is not None:
             lock.release()
         env.close()
@@ -164,8 +225,12 @@ class Run:
         self.config = config = replace(config, output=str(self.output))
         self.checkpoints = self.output / "checkpoints"
         self.cache_dir = str(config.cache_dir or default_cache_dir())
+        if config.pretrained_file is not None and not config.pretrained:
+            self.config = config = replace(config, pretrained=True)  # a local file of weights is a pretrained start
         if config.resume is not None:
             refuse_finished_run(config.resume)
+            if config.val_size is None:  # the resumed run's own validation choice (5000 in runs before the default)
+                self.config = config = replace(config, val_size=saved_setting(config.resume, "val_size"))
         if config.resume is None and (self.checkpoints / LATEST).exists():
             raise FileExistsError(
                 f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
@@ -177,16 +242,23 @@ class Run:
         self.size = self._image_size(probe_model)
         self.recipe = resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
+        if self._fit_batch_to_data(probe_model):
+            notes = self.splits.notes
+            self.splits = self._open_data(probe_model)
+            self.splits.notes.append(notes[-1])
         aux = {}
         if hasattr(probe_model, "aux_logits"):  # the papers' recipes train from scratch with the auxiliary heads
             wanted = config.aux_logits
             default = self.recipe.aux_logits and not (config.pretrained or config.freeze)
             aux["aux_logits"] = default if wanted is None else wanted
+            if aux["aux_logits"]:
+                self._check_aux_size(config.model, default=wanted is None)
         elif config.aux_logits:
             raise ValueError(f"--aux-logits: {config.model} has no auxiliary heads")
         torch.manual_seed(config.seed)
+        weights = {"pretrained_file": config.pretrained_file} if config.pretrained_file is not None else {}
         self.model = create_model(
-            config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux
+            config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux, **weights
         )
         self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
         self.autocast_dtype = autocast_dtype(config.amp, env.device)
@@ -198,6 +270,46 @@ class Run:
         if size < minimum:
             raise ValueError(f"--image-size {size} is below {self.config.model}'s minimum input of {minimum} pixels")
         return size
+
+    def _fit_batch_to_data(self, model: nn.Module) -> bool:
+        """Without ``--batch-size``, a recipe's batch larger than the training images of a process (a folder of a
+        few dozen photos, and a recipe made for ImageNet) gives way to the largest power of two up to half of them
+        (the learning rate scaled with it); True when the batch changed and the data must be opened again."""
+        config = self.config
+        if config.batch_size is not None or config.freeze or len(self.splits.train) // config.grad_accum:
+            return False
+        images = self.splits.train.images // config.grad_accum
+        batch = 2 ** max(1, (images // 2).bit_length() - 1)
+        if batch >= self.recipe.batch_size or images < 2:
+            return False
+        self.recipe = resolve_recipe(replace(config, batch_size=batch), model, self.env.world_size)
+        self.splits.notes.append(f"batch size {batch} instead of the recipe's, which is larger than the {images} "
+                                 f"training images of a process (learning rate {self.recipe.lr:g}, scaled with it; "
+                                 "--batch-size to choose)")  # fmt: skip
+        self.close_data()
+        return True
+
+    def close_data(self) -> None:
+        """Shut the data loaders' worker processes down."""
+        for loader in (self.splits.train, self.splits.val, self.splits.test):
+            if loader is not None:
+                loader.close()
+
+    def _check_aux_size(self, name: str, default: bool) -> None:
+        """The auxiliary heads need a larger input than the rest of the network (``min_input_size`` with them):
+        an image size below it is an error naming the heads and ``--no-aux-logits``."""
+        from .. import create_model
+
+        with torch.device("meta"):
+            with_aux = create_model(name, aux_logits=True)
+        minimum, features = with_aux.min_input_size[-1], with_aux.features_min_size[-1]
+        if self.size < minimum:
+            why = f"on by default from scratch with the {self.recipe.name} recipe" if default else "--aux-logits"
+            raise ValueError(
+                f"--image-size {self.size} is below the {minimum}x{minimum} pixels that {name}'s auxiliary head "
+                f"({why}) needs; pass --no-aux-logits to train without it (the rest of the network takes "
+                f"{features}x{features} and more), or an --image-size of {minimum} or more"
+            )
 
     def _open_data(self, model: nn.Module) -> Splits:
         config, env = self.config, self.env
@@ -255,46 +367,51 @@ class Run:
         total_updates = recipe.epochs * updates_per_epoch
         lookahead = partial(set_lookahead_alpha, optimizer, total_updates=total_updates) if recipe.lookahead else None
         row: dict[str, Any] = self.last_row(metrics, start_epoch)
-        for epoch in range(start_epoch, recipe.epochs):
-            epoch_start = time.perf_counter()
-            unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
-            if unfreeze and self._set_backbone_trainable(True):
-                net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
-            torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))  # dropout and any other draws of this epoch
-            loader = self.splits.train.epoch(epoch)
-            progress = Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
-                                env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
-            stats = train_one_epoch(
-                net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
-                device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
-                grad_scaler=grad_scaler, on_step=progress, grad_accum=config.grad_accum, mixup=mixup,
-                after_update=lookahead,
-            )  # fmt: skip
-            progress.close()
-            if lookahead is not None and epoch + 1 == recipe.epochs:
-                finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
-            average_batchnorm_statistics([self.model, ema.module if ema is not None else None], env.world_size)
-            train_time = time.perf_counter() - epoch_start
-            row = {
-                "epoch": epoch,
-                # the schedule's rate, without a group's lr_scale (layer decay, norm biases)
-                "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
-                "train_loss": stats.loss,
-                "train_top1": stats.top1,
-                "train_top5": stats.top5,
-                "train_images_per_s": stats.images / train_time,
-            }
-            skipped = all_ranks_sum(self.splits.train.skipped, env)
-            if skipped:
-                row["skipped_images"] = skipped
-            if self.splits.val is not None:
-                val_stats = self.evaluate(self.splits.val, ema)
-                row.update(val_loss=val_stats.loss, val_top1=val_stats.top1, val_top5=val_stats.top5)
-            train_seconds += time.perf_counter() - epoch_start
-            row.update(epoch_s=time.perf_counter() - epoch_start, elapsed_s=train_seconds)
-            if env.is_main:
-                self.save_epoch(metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds)
-            env.barrier()
+        with StopBetweenSteps(announce=env.is_main) as stop:
+            for epoch in range(start_epoch, recipe.epochs):
+                epoch_start = time.perf_counter()
+                unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
+                if unfreeze and self._set_backbone_trainable(True):
+                    net = self._wrap(model)  # DDP registers the trainable parameters when it wraps the model
+                # dropout and any other draws of this epoch
+                torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))
+                loader = self.splits.train.epoch(epoch)
+                progress = Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
+                                    env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
+                stop.stepping = True  # a Ctrl-C from here on stops after the step under way
+                stats = train_one_epoch(
+                    net, loader, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=self.autocast_dtype,
+                    device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
+                    grad_scaler=grad_scaler, on_step=progress, grad_accum=config.grad_accum, mixup=mixup,
+                    after_update=lookahead, between_steps=stop.check,
+                )  # fmt: skip
+                stop.stepping = False
+                progress.close()
+                if lookahead is not None and epoch + 1 == recipe.epochs:
+                    finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
+                average_batchnorm_statistics([self.model, ema.module if ema is not None else None], env.world_size)
+                train_time = time.perf_counter() - epoch_start
+                row = {
+                    "epoch": epoch,
+                    # the schedule's rate, without a group's lr_scale (layer decay, norm biases)
+                    "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
+                    "train_loss": stats.loss,
+                    "train_top1": stats.top1,
+                    "train_top5": stats.top5,
+                    "train_images_per_s": stats.images / train_time,
+                }
+                skipped = all_ranks_sum(self.splits.train.skipped, env)
+                if skipped:
+                    row["skipped_images"] = skipped
+                if self.splits.val is not None:
+                    val_stats = self.evaluate(self.splits.val, ema)
+                    row.update(val_loss=val_stats.loss, val_top1=val_stats.top1, val_top5=val_stats.top5,
+                               val_images=val_stats.images)  # fmt: skip
+                train_seconds += time.perf_counter() - epoch_start
+                row.update(epoch_s=time.perf_counter() - epoch_start, elapsed_s=train_seconds)
+                if env.is_main:
+                    self.save_epoch(metrics, row, resolved, optimizer, scheduler, grad_scaler, ema, train_seconds)
+                env.barrier()
         return self.finish(row, metrics, ema, train_seconds)
 
     def _whiten_stem(self, model: nn.Module) -> None:
@@ -390,10 +507,10 @@ class Run:
         self.output.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(self.output)  # temporary files of a run killed mid-write
         (self.output / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-        val_images = splits.val.images * env.world_size if splits.val is not None else 0
+        validation = f"{splits.val_images:,} validation" if splits.val is not None else "no validation"
         print(
             f"{config.model}: {splits.train_images:,} training images ({splits.kind}) at {self.size}x{self.size}, "
-            f"~{val_images:,} validation; {env.world_size} process(es) on {env.device}, {torch.get_num_threads()} "
+            f"{validation}; {env.world_size} process(es) on {env.device}, {torch.get_num_threads()} "
             f"threads, autocast {self.autocast_dtype}, recipe {recipe.name} (lr {recipe.lr:g}, batch "
             f"{recipe.batch_size}{f' x {config.grad_accum} accumulated' if config.grad_accum > 1 else ''}), epochs "
             f"{start_epoch + 1}-{recipe.epochs}",
@@ -402,8 +519,11 @@ class Run:
         native = self.model.pretrained_cfg["input_size"][-1]
         if self.size != native:
             cost = (self.size / native) ** 2
-            print(f"image size {self.size} instead of the weights' {native}: about {cost:.2f}x the compute per "
-                  "image, and pretrained weights meet objects at another scale", flush=True)  # fmt: skip
+            whose, scale = "the model's", ""
+            if config.pretrained:
+                whose, scale = "the weights'", ", and the pretrained weights meet objects at another scale"
+            print(f"image size {self.size} instead of {whose} {native}: about {cost:.2f}x the compute per image"
+                  f"{scale}", flush=True)  # fmt: skip
         for note in splits.notes:
             print(f"data: {note}", flush=True)
         return MetricsLog(self.output, start_epoch=start_epoch)
@@ -427,13 +547,14 @@ class Run:
         }
         if grad_scaler is not None:
             state["grad_scaler"] = grad_scaler.state_dict()
-        save_training_state(self.checkpoints, row["epoch"], model if model is not None else self.model, state,
+        # the folder is named by the epochs completed (epoch_0001 after the first), as the logs count them
+        save_training_state(self.checkpoints, row["epoch"] + 1, model if model is not None else self.model, state,
                             ema=ema.module if ema is not None else None, keep=self.config.keep_checkpoints)  # fmt: skip
         shown = f"  val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
         skipped = f"  {row['skipped_images']} unreadable images skipped" if row.get("skipped_images") else ""
         print(
             f"epoch {row['epoch'] + 1}/{self.recipe.epochs}: train loss {row['train_loss']:.4f} top-1 "
-            f"{row['train_top1']:.2f}%{shown}  {row['epoch_s']:.0f} s ({row['train_images_per_s']:.0f} img/s), "
+            f"{row['train_top1']:.2f}%{shown}  {row['epoch_s']:.0f} s ({rate(row['train_images_per_s'])} img/s), "
             f"{train_seconds / 60:.1f} min in all{skipped}",
             flush=True,
         )
@@ -450,13 +571,15 @@ class Run:
         """Evaluate the test split once (unless ``test_stats`` has it), save the final model in the Hub layout and
         write the summary. ``row`` is the last epoch's; ``metrics`` holds every epoch's on the main process (None on
         the others)."""
-        env = self.env
+        env, splits = self.env, self.splits
+        validation = {"source": splits.val_source, "images": splits.val_images} if splits.val is not None else None
         summary: dict[str, Any] = {
             "model": self.config.model,
             "epochs": self.recipe.epochs,
             "train_images": self.splits.train_images,
             "image_size": self.size,
             "data": self.splits.kind,
+            "validation": validation,
             "train_seconds": train_seconds,
             "final": {**row, "epoch": row["epoch"] + 1},  # epochs completed, as "epochs" counts them
             "world_size": env.world_size,

@@ -13,7 +13,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricsLog", "Progress", "plot_metrics"]
+__all__ = ["MetricsLog", "Progress", "plot_metrics", "rate"]
+
+
+def rate(images_per_second: float) -> str:
+    """Images per second as shown: whole numbers from 10 up, one or two decimals below (a slow model on a CPU
+    trains a few images a second, never "0")."""
+    if images_per_second >= 10:
+        return f"{images_per_second:.0f}"
+    return f"{images_per_second:.1f}" if images_per_second >= 1 else f"{images_per_second:.2f}"
 
 
 def _partial(path: Path) -> Path:
@@ -139,8 +147,8 @@ class Progress:
             return
         loss, top1, _, seen = totals.tolist()  # a host sync, but only every few steps
         elapsed = time.perf_counter() - self.began
-        rate = seen * self.world_size / elapsed
-        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=f"{rate:.0f}",
+        images_per_second = seen * self.world_size / elapsed
+        figures = dict(loss=f"{loss / seen:.3f}", top1=f"{100 * top1 / seen:.1f}%", img_s=rate(images_per_second),
                        data_wait=f"{100 * data_wait / elapsed:.0f}%")  # fmt: skip
         if self.bar is not None:
             self.bar.set_postfix(figures)

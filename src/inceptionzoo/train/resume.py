@@ -144,7 +144,9 @@ def save_training_state(
     ema: nn.Module | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``epoch_NNNN`` under ``directory`` atomically and point ``latest`` at it.
+    """Write checkpoint ``epoch_NNNN`` (``NNNN`` is ``epoch``: the training loop passes the epochs completed, so
+    the first epoch's is ``epoch_0001``) under ``directory`` atomically and point ``latest`` at it. Runs of earlier
+    versions, which numbered the folders from 0, resume as well: ``latest`` names the folder, ``state`` the epoch.
 
     ``state`` holds everything besides the weights (optimizer, scheduler, counters); it must be loadable with
     ``weights_only=True`` (tensors, numbers, strings, lists and dicts). Only the newest ``keep`` checkpoints stay.

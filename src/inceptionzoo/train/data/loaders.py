@@ -12,6 +12,7 @@ of CIFAR images gives the same batches in memory as streamed.
 Evaluation: rank ``r`` of ``w`` takes images ``r, r + w, ...``, so every image is evaluated once.
 """
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,12 @@ def collate_skipping(items: list[tuple[torch.Tensor, int] | None]) -> tuple[torc
         return torch.empty(0), torch.empty(0, dtype=torch.int64), len(items)
     images, labels = torch.utils.data.default_collate(kept)
     return images, labels, len(items) - len(kept)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """A DataLoader worker leaves Ctrl-C (SIGINT, sent to the whole process group) to the training process, which
+    stops between steps and then shuts the workers down (``StreamLoader.close``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _clean_worker_error(error: Exception) -> Exception:
@@ -84,6 +91,9 @@ class TensorLoader:
             return self.images // self.batch_size
         return -(-self.images // self.batch_size)
 
+    def close(self) -> None:
+        """Nothing to release: the images are in memory."""
+
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.train:
             indices = torch.arange(self.rank, len(self.data), self.world_size)
@@ -127,6 +137,7 @@ class StreamLoader:
         }
         if workers > 0:
             common["prefetch_factor"] = 2
+            common["worker_init_fn"] = _ignore_interrupts
         self.sampler = None
         if isinstance(dataset, TarShardDataset):
             # chunks of up to dataset.chunk images come from the workers; they are re-batched here
@@ -150,6 +161,13 @@ class StreamLoader:
         if self.steps is not None:
             return self.steps
         return -(-self.images // self.batch_size)
+
+    def close(self) -> None:
+        """Shut the (persistent) worker processes down now, rather than when the loader is garbage collected."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch``."""

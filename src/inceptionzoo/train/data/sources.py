@@ -5,6 +5,12 @@
 - a folder with ``train/<class>/*`` (and ``val/`` or ``test/``): in memory when every image has one size and the
   split fits ``memory_budget_gb`` (CIFAR), else streamed through DataLoader workers (``mode`` forces either).
 - a folder with ``train/*.tar`` (and ``val/*.tar`` or ``test/*.tar``): tar shards in the webdataset layout, streamed.
+
+Validation each epoch, by default (``val_size=None``), follows the data: a folder's ``val/`` (or ``validation/``)
+when it has one; else a class-balanced split of about 10% carved out of train/ (``auto_val_size``: at most 5,000, at
+least one image a class, none when a class has fewer than 5 images); tar shards are never carved. ``val_size=N``
+carves N images out of train/ instead, ``0`` validates nothing. ``test/`` (else ``val/``) is the split
+``eval_test`` evaluates once at the end.
 """
 
 import math
@@ -22,14 +28,19 @@ from .loaders import StreamLoader, TensorLoader
 from .shards import ShardIndex, TarShardDataset, find_shards, index_shards
 from .transforms import Augmentation, eval_transform, train_transform
 
-__all__ = ["DataOptions", "Splits", "open_eval_split", "open_splits", "source_kind"]
+__all__ = ["DataOptions", "Splits", "auto_val_size", "open_eval_split", "open_splits", "source_kind"]
 
 MODES = ("auto", "memory", "stream")
+VAL_FOLDERS = ("val", "validation")
+# the carved validation split by default: about 1/AUTO_VAL_SHARE of train/, at most AUTO_VAL_MAX images, and at most
+# 1/AUTO_VAL_CLASS_SHARE of the smallest class (none when a class has fewer than AUTO_VAL_CLASS_SHARE images)
+AUTO_VAL_SHARE, AUTO_VAL_MAX, AUTO_VAL_CLASS_SHARE = 10, 5000, 5
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    """How to read ``source``; see the module docstring for the kinds of source."""
+    """How to read ``source``; see the module docstring for the kinds of source. ``val_size=None`` validates as the
+    data suggests (the module docstring), ``0`` not at all, ``N`` on N images carved out of train/."""
 
     source: str
     mode: str = "auto"
@@ -38,7 +49,7 @@ class DataOptions:
     cache_dir: str | None = None
     download: bool = False
     subset: int | None = None
-    val_size: int = 0
+    val_size: int | None = 0
     eval_test: bool = False
     seed: int = 0
     skip_bad: bool = False
@@ -56,12 +67,49 @@ class Splits:
     kind: str
     train_images: int
     notes: list[str] = field(default_factory=list)
+    val_source: str | None = None  # where the validation images come from, e.g. "ds/val" or "carved from ds/train"
+    val_images: int = 0
 
 
 def _held_out(root: Path, shards: bool = False) -> Path | None:
-    """The split a run evaluates once at the end: ``test/``, else ``val/`` (holding tar shards, with ``shards``)."""
-    folders = (root / name for name in ("test", "val"))
+    """The split a run evaluates once at the end: ``test/``, else ``val/`` or ``validation/`` (holding tar shards,
+    with ``shards``)."""
+    folders = (root / name for name in ("test", *VAL_FOLDERS))
     return next((p for p in folders if p.is_dir() and (not shards or find_shards(p))), None)
+
+
+def _val_folder(root: Path, shards: bool = False) -> Path | None:
+    """The folder that validates each epoch by default: ``val/``, else ``validation/`` (with tar shards)."""
+    folders = (root / name for name in VAL_FOLDERS)
+    return next((p for p in folders if p.is_dir() and (not shards or find_shards(p))), None)
+
+
+def auto_val_size(labels: torch.Tensor, num_classes: int) -> int:
+    """The size of the validation split carved out of a training split by default: about 10% of it, the same number
+    of images from each class (at least one, at most a fifth of the smallest class), at most 5,000 in all; 0 when a
+    class has fewer than 5 images (too small to spare any)."""
+    if num_classes == 0 or len(labels) == 0:
+        return 0
+    smallest = int(torch.bincount(labels, minlength=num_classes).min())
+    per_class = max(1, min(AUTO_VAL_MAX, round(len(labels) / AUTO_VAL_SHARE)) // num_classes)
+    return min(per_class, smallest // AUTO_VAL_CLASS_SHARE) * num_classes
+
+
+def _carved_size(options: DataOptions, labels: torch.Tensor, num_classes: int, notes: list[str]) -> int:
+    """How many images to carve out of train/ for validation: ``--val-size``, else ``auto_val_size`` (with a note)."""
+    if options.val_size is not None:
+        if options.val_size and options.val_size >= len(labels):
+            raise ValueError(f"--val-size {options.val_size} leaves no training images (only {len(labels)} in "
+                             "train/); pass a smaller --val-size, or 0 for no validation")  # fmt: skip
+        return options.val_size
+    size = auto_val_size(labels, num_classes)
+    if size:
+        notes.append(f"validation each epoch on {size:,} of the {len(labels):,} images of train/, carved out "
+                     "class-balanced (no val/ folder; --val-size N to choose another number, 0 for none)")  # fmt: skip
+    else:
+        notes.append(f"no validation: train/ ({len(labels):,} images) is too small to carve a validation split out "
+                     "of (a class has fewer than 5 images); add a val/ folder, or pass --val-size N")  # fmt: skip
+    return size
 
 
 def source_kind(source: str) -> str:
@@ -126,7 +174,7 @@ def open_splits(
     barrier: Callable[[], None] = lambda: None,
     augment_train: bool = True,
 ) -> Splits:
-    """Open the training split and the validation (``val_size`` carved out of train/) and test splits.
+    """Open the training split, the validation split (see the module docstring) and the test split.
 
     ``augment_train=False`` reads the training split like an evaluation split (every image once, the weights'
     preprocessing), for features computed once by a frozen backbone.
@@ -144,12 +192,14 @@ def open_splits(
         )
         if in_memory:
             held_out = _held_out(root)
-            if held_out is not None:
-                _check_classes(classes, list_image_folder(held_out)[1], held_out)
+            val_folder = _val_folder(root) if options.val_size is None else None
+            for folder in {held_out, val_folder} - {None}:
+                _check_classes(classes, list_image_folder(folder)[1], folder)
             notes.append(f"in memory: every image has one size and the split fits {options.memory_budget_gb} GB")
             split = held_out.name if held_out is not None else "test"
             return _in_memory(options, model, batch_size, size, rank, world_size, channels_last, barrier, notes,
-                              split=split, augment=augment_train)  # fmt: skip
+                              split=split, augment=augment_train,
+                              val_split=val_folder.name if val_folder is not None else None)  # fmt: skip
         return _streamed_folder(options, model, batch_size, size, rank, world_size, channels_last, pin_memory,
                                 samples, classes, notes, augment=augment_train)  # fmt: skip
     if kind == "shards":
@@ -164,11 +214,12 @@ def open_splits(
 
 
 def _in_memory(
-    options, model, batch_size, size, rank, world_size, channels_last, barrier, notes, split, augment
+    options, model, batch_size, size, rank, world_size, channels_last, barrier, notes, split, augment, val_split=None
 ) -> Splits:
+    """``val_split``: a folder of the source (``val``) that validates each epoch, instead of a carved split."""
     cfg = model.pretrained_cfg
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-    train = test = None
+    train = test = val = None
     read = {"cache_dir": options.cache_dir, "download": options.download, "skip_bad": options.skip_bad,
             "memory_budget_gb": options.memory_budget_gb}  # fmt: skip
     for turn in (True, False):  # rank 0 decodes and caches first; the other ranks then read its cache
@@ -176,17 +227,25 @@ def _in_memory(
             train = load_dataset(options.source, "train", **read)
             if options.eval_test:
                 test = load_dataset(options.source, split, **read)
+            if val_split is not None:
+                val = load_dataset(options.source, val_split, **read)
         barrier()
     if test is not None:
         _check_classes(train.classes, test.classes, f"{options.source} {split}/")
     if options.subset:
         train = subset(train, options.subset, seed=options.seed)
         test = subset(test, options.subset, seed=options.seed) if test is not None else None
-    val = None
-    if options.val_size:
-        if options.val_size >= len(train):
-            raise ValueError(f"--val-size {options.val_size} leaves no training images (only {len(train)} in train/)")
-        train, val = split_validation(train, options.val_size, seed=options.seed)
+        val = subset(val, options.subset, seed=options.seed) if val is not None else None
+    val_source = None
+    if val is not None:
+        val_source = str(Path(options.source) / val_split)
+        notes.append(f"validation each epoch on {val_source}/ ({len(val):,} images; --val-size N carves N out of "
+                     "train/ instead, 0 for none)")  # fmt: skip
+    else:
+        carved = _carved_size(options, train.labels, len(train.classes), notes)
+        if carved:
+            train, val = split_validation(train, carved, seed=options.seed)
+            val_source = f"carved from {options.source} train/"
 
     def loader(data: ImageTensors | None, is_train: bool, batch: int) -> TensorLoader | None:
         if data is None:
@@ -203,6 +262,8 @@ def _in_memory(
         kind="memory",
         train_images=len(train),
         notes=notes,
+        val_source=val_source,
+        val_images=len(val) if val is not None else 0,
     )
 
 
@@ -215,13 +276,25 @@ def _streamed_folder(
         chosen = balanced_split(labels, len(classes), options.subset, seed=options.seed)[1]
         samples = [samples[i] for i in chosen.tolist()]
         labels = labels[chosen]
-    val_samples = None
-    if options.val_size:
-        if options.val_size >= len(samples):
-            raise ValueError(f"--val-size {options.val_size} leaves no training images (only {len(samples)} in train/)")
-        rest, chosen = balanced_split(labels, len(classes), options.val_size, seed=options.seed)
-        val_samples = [samples[i] for i in chosen.tolist()]
-        samples = [samples[i] for i in rest.tolist()]
+    val_samples, val_source = None, None
+    val_folder = _val_folder(root) if options.val_size is None else None
+    if val_folder is not None:
+        val_samples, val_classes = list_image_folder(val_folder)
+        _check_classes(classes, val_classes, val_folder)
+        if options.subset and options.subset < len(val_samples):
+            chosen = balanced_split(torch.tensor([y for _, y in val_samples]), len(classes), options.subset,
+                                    seed=options.seed)[1]  # fmt: skip
+            val_samples = [val_samples[i] for i in chosen.tolist()]
+        val_source = str(val_folder)
+        notes.append(f"validation each epoch on {val_folder}/ ({len(val_samples):,} images; --val-size N carves N "
+                     "out of train/ instead, 0 for none)")  # fmt: skip
+    else:
+        carved = _carved_size(options, labels, len(classes), notes)
+        if carved:
+            rest, chosen = balanced_split(labels, len(classes), carved, seed=options.seed)
+            val_samples = [samples[i] for i in chosen.tolist()]
+            samples = [samples[i] for i in rest.tolist()]
+            val_source = f"carved from {root / 'train'}"
     test_samples = None
     held_out = _held_out(root)
     if options.eval_test:
@@ -252,6 +325,8 @@ def _streamed_folder(
         kind="folder",
         train_images=len(samples),
         notes=notes,
+        val_source=val_source,
+        val_images=len(val_samples) if val_samples is not None else 0,
     )
 
 
@@ -280,11 +355,19 @@ def _shards(options, model, batch_size, size, rank, world_size, channels_last, p
                             rank=rank, world_size=world_size, seed=options.seed, pin_memory=pin_memory)  # fmt: skip
 
     val = test = None
+    val_source, val_images = None, 0
+    # shards are not carved: by default val/ (or validation/) shards validate every epoch; --val-size N validates on
+    # the held-out shards (test/, else val/), 0 on none
+    val_folder = _val_folder(root, shards=True) if options.val_size is None else held_out if options.val_size else None
+    if val_folder is not None:
+        val_index = held_index if val_folder == held_out else index_shards(val_folder, cache_dir=options.cache_dir,
+                                                                           skip_bad=options.skip_bad)  # fmt: skip
+        val = loader(val_index, False, 2 * batch_size)
+        val_source, val_images = str(val_folder), len(val_index)
+        notes.append(f"validation each epoch on {val_folder}/ (shards are not carved; --val-size 0 for none)")
+    elif options.val_size is None:
+        notes.append(f"no validation: no tar shards in {root}/val/ (shards are not carved out of train/)")
     if held_index is not None:
-        # shards are not carved: the held-out shards validate every epoch when --val-size asks for validation
-        if options.val_size:
-            val = loader(held_index, False, 2 * batch_size)
-            notes.append(f"validation each epoch on {held_out} (shards are not carved; --val-size only turns it on)")
         if options.eval_test:
             test = loader(held_index, False, 2 * batch_size)
     elif options.eval_test:
@@ -309,6 +392,8 @@ def _shards(options, model, batch_size, size, rank, world_size, channels_last, p
         kind="shards",
         train_images=math.prod((len(train_loader), batch_size, world_size)) if augment else len(train_index),
         notes=notes,
+        val_source=val_source,
+        val_images=val_images,
     )
 
 
