@@ -178,9 +178,11 @@ def smoke_arguments(argv: list[str]) -> list[str]:
         return []
     text = " ".join(argv)
     if any(program in text for program in TRAINING):
-        # keep the doc's own validation choice: 0 stays 0, anything else becomes a 10-image split of the 20
-        val_size = argv[argv.index("--val-size") + 1] if "--val-size" in argv else "5000"
-        return [*SMOKE_ARGUMENTS["training"], "--val-size", "0" if val_size == "0" else "10"]
+        # keep the doc's own validation choice: 0 stays 0, a number becomes a 10-image split of the 20, and none
+        # keeps the default (val/ when the folder has one, else a split carved out of train/)
+        if "--val-size" not in argv:
+            return SMOKE_ARGUMENTS["training"]
+        return [*SMOKE_ARGUMENTS["training"], "--val-size", "0" if argv[argv.index("--val-size") + 1] == "0" else "10"]
     return next((extra for script, extra in SMOKE_ARGUMENTS.items() if script in text), [])
 
 

@@ -66,11 +66,12 @@ def test_a_run_writes_metrics_plot_checkpoints_and_a_loadable_model(colours, tmp
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
     assert summary["test"]["images"] == 32 and 0 <= summary["test"]["top1"] <= 100
     assert json.loads((run / "summary.json").read_text())["test"] == summary["test"]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002", "latest"]
-    assert find_checkpoint(run) == run / "checkpoints" / "epoch_0002"
+    # named by the epochs completed, as the log lines count them
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_0002", "epoch_0003", "latest"]
+    assert find_checkpoint(run) == run / "checkpoints" / "epoch_0003"
     model = inceptionzoo.create_model(f"local-dir:{run / 'model'}", pretrained=True)
     assert model.num_classes == 4
-    saved_ema = load_file(str(run / "checkpoints" / "epoch_0002" / "ema.safetensors"))
+    saved_ema = load_file(str(run / "checkpoints" / "epoch_0003" / "ema.safetensors"))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved_ema.items())  # the EMA is what is saved
 
 
@@ -114,7 +115,11 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(colours, tmp_
     with pytest.raises(KeyboardInterrupt):
         fit(quick(colours, tmp_path / "interrupted"))
     monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
-    assert find_checkpoint(tmp_path / "interrupted").name == "epoch_0000"
+    checkpoints = tmp_path / "interrupted" / "checkpoints"
+    assert find_checkpoint(tmp_path / "interrupted").name == "epoch_0001"
+    # as an earlier version named it (folders numbered from 0): such a run resumes all the same
+    (checkpoints / "epoch_0001").rename(checkpoints / "epoch_0000")
+    (checkpoints / "latest").write_text(json.dumps({"checkpoint": "epoch_0000", "epoch": 0}))
     with pytest.raises(FileExistsError, match="--resume"):
         fit(quick(colours, tmp_path / "interrupted"))
     with pytest.raises(ValueError, match="lr"):
@@ -122,8 +127,8 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(colours, tmp_
     fit(quick(colours, tmp_path / "interrupted", resume=str(tmp_path / "interrupted")))
 
     for name in ("model", "ema"):
-        straight = load_file(str(tmp_path / "straight" / "checkpoints" / "epoch_0002" / f"{name}.safetensors"))
-        resumed = load_file(str(tmp_path / "interrupted" / "checkpoints" / "epoch_0002" / f"{name}.safetensors"))
+        straight = load_file(str(tmp_path / "straight" / "checkpoints" / "epoch_0003" / f"{name}.safetensors"))
+        resumed = load_file(str(tmp_path / "interrupted" / "checkpoints" / "epoch_0003" / f"{name}.safetensors"))
         assert straight.keys() == resumed.keys()
         assert all(torch.equal(straight[k], resumed[k]) for k in straight), name
 
@@ -180,8 +185,8 @@ def test_two_process_torchrun_keeps_replicas_identical_and_writes_once(colours, 
     assert result.stdout.count("done in") == 1  # only rank 0 reports
     written = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     expected = [
-        "checkpoints", "checkpoints/epoch_0000", *[f"checkpoints/epoch_0000/{f}" for f in ("ema.safetensors",
-        "model.safetensors", "state.pt")], "checkpoints/epoch_0001", *[f"checkpoints/epoch_0001/{f}" for f in
+        "checkpoints", "checkpoints/epoch_0001", *[f"checkpoints/epoch_0001/{f}" for f in ("ema.safetensors",
+        "model.safetensors", "state.pt")], "checkpoints/epoch_0002", *[f"checkpoints/epoch_0002/{f}" for f in
         ("ema.safetensors", "model.safetensors", "state.pt")], "checkpoints/latest", "config.json", "metrics.csv",
         "metrics.jsonl", "metrics.png", "model", "model/README.md", "model/config.json", "model/model.safetensors",
         "summary.json",

@@ -215,7 +215,7 @@ def test_shards_train_validate_and_name_their_classes(shards, tmp_path):
     assert tuple(model.pretrained_cfg["label_names"]) == ("red", "green", "blue")
     results = validate(str(tmp_path / "run"), str(shards), workers=0, flip_tta=True)
     assert results["images"] == 6 and results["top1"] == pytest.approx(summary["test"]["top1"], abs=1e-3)
-    checkpoint = str(tmp_path / "run" / "checkpoints" / "epoch_0001" / "ema.safetensors")  # the averaged weights
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "epoch_0002" / "ema.safetensors")  # the averaged weights
     from_checkpoint = validate("inception_v1_cifar", str(shards), checkpoint=checkpoint, workers=0, flip_tta=True)
     assert {k: v for k, v in from_checkpoint.items() if k not in ("model", "images_per_s", "amp")} == {
         k: v for k, v in results.items() if k not in ("model", "images_per_s", "amp")
