@@ -30,6 +30,20 @@ def test_list_is_a_table_of_sizes_costs_and_accuracy(capsys):
     assert main(["list", "resnet*"]) == 1
 
 
+def test_list_suggests_close_names_when_nothing_matches(capsys):
+    assert main(["list", "inceptoin*"]) == 1
+    err = capsys.readouterr().err
+    assert "no models match 'inceptoin*'" in err and "did you mean" in err.lower() and "inception_v1" in err
+    assert main(["list", "inception_v9"]) == 1  # no wildcard: the close registered names
+    assert "inception_v" in capsys.readouterr().err.split("mean", 1)[1]
+    assert main(["list", "--pretrained", "inceptoin_v3*"]) == 1
+    err = capsys.readouterr().err
+    assert "no pretrained weights match" in err and "inception_v3." in err  # weight tags for --pretrained
+    assert main(["list", "zzzz*"]) == 1  # nothing close: no suggestion, the way to see every name
+    err = capsys.readouterr().err
+    assert "mean" not in err and "inceptionzoo list" in err
+
+
 def test_list_names_and_pretrained_match_the_library(capsys):
     import inceptionzoo
 
@@ -187,4 +201,9 @@ def test_cli_download_fills_the_cache_for_offline_use(hub, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     inceptionzoo.create_model("inception_v3.tf_in1k", pretrained=True)
     assert main(["download", "inception_v3.tv_in1k"]) == 2  # offline and not cached: a clear error, exit code 2
-    assert "not in the cache" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not in the cache" in err
+    # the download command itself is what cannot fetch: it says to unset HF_HUB_OFFLINE or copy a cache over, and
+    # does not send people back to `inceptionzoo download` where there is network as if they had not just run it
+    assert "unset HF_HUB_OFFLINE" in err and "copy" in err and "run `inceptionzoo download" not in err
+    assert err.index("unset HF_HUB_OFFLINE") < err.index("copy")

@@ -4,6 +4,8 @@ what cannot be done is said."""
 
 import hashlib
 import io
+import logging
+import warnings
 
 import pytest
 import torch
@@ -67,6 +69,7 @@ def test_torchvisions_int8_weights_give_its_logits_then_load_offline(tag, class_
     overlay = {"url": f"{hub.url}/files/{file_name}"}
     ours = inceptionzoo.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay)
     assert isinstance(ours, QuantizedModel) and ours.engine == "fbgemm" and ours.precision == "int8"
+    assert ours.calibration_agreement is None  # loaded, not calibrated here
     # every tensor but the aux heads' (never run in eval mode), under the zoo's names, loaded strictly
     key_map = ours.pretrained_cfg["quantized_keys"]  # torchvision's module names, declared next to the tag
     assert set(ours.state_dict()) == set(rename_int8_keys(torchvision_model.state_dict(), key_map))
@@ -93,13 +96,31 @@ def test_int8_weights_are_for_inference_and_say_where_to_fine_tune(hub):
         inceptionzoo.create_model("inception_v3.tv_int8_in1k", pretrained=True, features_only=True)
 
 
+def _unobserved(caught: list) -> list[str]:
+    """torch's warning for an observer that saw nothing, whose module then gets a made-up scale and zero point."""
+    return [str(w.message) for w in caught if "must run observer before calling calculate_qparams" in str(w.message)]
+
+
+def test_quantizing_the_fast_cifar_network_observes_every_module():
+    # its logits are scaled (x * 1/9): torch's FloatFunctional.mul_scalar does not observe its output, and convert
+    # then asked the scale module's empty observer for a scale (a warning per scaled tensor)
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_fast_cifar"), size=32, steps=2, batch=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantize(model, [torch.randn(4, 3, 32, 32) for _ in range(2)])
+    assert not _unobserved(caught)
+
+
 @pytest.mark.parametrize("name", DISTINCT_NETWORKS)
 def test_quantize_gives_an_int8_model_close_to_the_float_one(name):
     model = inceptionzoo.create_model(name)
     height, width = model.min_input_size
     model = realistic_batchnorm(model, size=max(height, width, 64), steps=2, batch=2)
     calibration = [make_input(model, batch=2, extra=8) for _ in range(2)]
-    quantized = quantize(model, calibration)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantized = quantize(model, calibration)
+    assert not _unobserved(caught)  # every observer saw the calibration batches
     assert isinstance(quantized, QuantizedModel) and quantized.num_classes == model.num_classes
     layers = list(quantized.modules())
     assert not any(type(m) in (torch.nn.Conv2d, torch.nn.Linear) for m in layers)  # every conv and linear is int8
@@ -128,6 +149,41 @@ def test_quantize_says_what_it_cannot_do():
     quantized = quantize(model, ((torch.randn(2, 3, 32, 32), torch.tensor([0, 1])) for _ in range(2)))  # (x, y)
     with pytest.raises(ValueError, match="CPU only"):
         quantized(torch.randn(1, 3, 32, 32, device="meta"))
+
+
+def test_quantize_measures_its_agreement_with_float_on_the_calibration_images(caplog, monkeypatch):
+    from inceptionzoo.deploy import int8
+
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_fast_cifar"), size=32, steps=2, batch=4)
+    calibration = [torch.randn(6, 3, 32, 32) for _ in range(2)]
+    monkeypatch.setattr(int8, "AGREEMENT_WARNING", 0.0)
+    with caplog.at_level(logging.INFO, logger="inceptionzoo.deploy.int8"), warnings.catch_warnings():
+        warnings.simplefilter("error", int8.Int8AgreementWarning)  # at or above the threshold: no warning
+        quantized = quantize(model, ((x, torch.zeros(6)) for x in calibration))  # a generator of (x, y) pairs
+    assert quantized.calibration_agreement_images == 12
+    with torch.no_grad():
+        x = torch.cat(calibration)
+        agree = (quantized(x).argmax(1) == model(x).argmax(1)).float().mean().item()
+    assert 0.0 <= quantized.calibration_agreement <= 1.0
+    assert abs(quantized.calibration_agreement - agree) <= 1 / 12 + 1e-6  # a near tie may round either way
+    lines = [r.getMessage() for r in caplog.records if "agrees with" in r.getMessage()]
+    assert len(lines) == 1 and "of 12 calibration images" in lines[0]
+
+    monkeypatch.setattr(int8, "AGREEMENT_WARNING", 1.01)  # every result is below it
+    with pytest.warns(int8.Int8AgreementWarning, match=r"agrees with the float model on the top-1 class of only"):
+        low = quantize(model, calibration)
+    assert low.calibration_agreement == quantized.calibration_agreement
+
+
+def test_the_agreement_warning_says_what_to_do(monkeypatch):
+    from inceptionzoo.deploy import int8
+
+    monkeypatch.setattr(int8, "AGREEMENT_WARNING", 1.01)
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v1_cifar"), size=32, steps=2, batch=4)
+    with pytest.warns(int8.Int8AgreementWarning) as caught:
+        quantize(model, [torch.randn(4, 3, 32, 32)])
+    message = next(str(w.message) for w in caught if w.category is int8.Int8AgreementWarning)
+    assert "more calibration batches" in message and "HistogramObserver" in message and "float" in message
 
 
 def test_int8_through_optimize_for_inference():

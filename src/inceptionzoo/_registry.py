@@ -21,6 +21,7 @@ __all__ = [
     "InceptionPretrainedCfg",
     "UnknownModelError",
     "canonical_model_name",
+    "close_names",
     "full_model_name",
     "get_pretrained_cfg",
     "is_model",
@@ -205,7 +206,9 @@ def list_pretrained(filter: str | Iterable[str] = "", exclude_filters: str | Ite
     return list_models(filter, pretrained=True, exclude_filters=exclude_filters, include_tags=True)
 
 
-def _closest(name: str, candidates: Iterable[str], count: int = 5) -> list[str]:
+def close_names(name: str, candidates: Iterable[str], count: int = 5) -> list[str]:
+    """Up to ``count`` of ``candidates`` close to ``name`` (difflib), else those sharing its first six characters: the
+    suggestions of ``UnknownModelError`` and of `inceptionzoo list` when nothing matches."""
     candidates = list(candidates)
     close = difflib.get_close_matches(name, candidates, n=count, cutoff=0.5)
     if not close:  # fall back to a shared prefix, useful for short or truncated names
@@ -216,7 +219,7 @@ def _closest(name: str, candidates: Iterable[str], count: int = 5) -> list[str]:
 
 def _unknown_model(name: str) -> UnknownModelError:
     arch, _ = split_model_name_tag(name)
-    close = _closest(arch, _model_entrypoints)
+    close = close_names(arch, _model_entrypoints)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(
         f"unknown model {name!r}.{hint} See inceptionzoo.list_models() for all {len(_model_entrypoints)} models."

@@ -34,11 +34,17 @@ def model_costs(name: str, model=None) -> tuple[int, int]:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import get_pretrained_cfg, list_models
+    from ._registry import close_names
 
     names = list_models(args.pattern or "", pretrained=args.pretrained)
     if not names:
         what = "pretrained weights" if args.pretrained else "models"
-        print(f"no {what} match {args.pattern!r}", file=sys.stderr)
+        every = list_models(pretrained=args.pretrained)
+        stem = "".join(c for c in args.pattern if c not in "*?[]")  # the pattern's letters: a name to match
+        close = close_names(stem, every) if stem else []
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        everything = "inceptionzoo list --pretrained" if args.pretrained else "inceptionzoo list"
+        print(f"no {what} match {args.pattern!r}{hint} (`{everything}` shows all {len(every)})", file=sys.stderr)
         return 1
     if args.names:
         print("\n".join(names))
@@ -138,14 +144,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from . import get_pretrained_cfg
     from ._registry import full_model_name
-    from .hub import download_pretrained
+    from .hub import WeightsNotCachedError, download_pretrained
 
     for name in args.names:
         cfg = get_pretrained_cfg(name)
         full = full_model_name(cfg.architecture, cfg.tag) if cfg.tag else name
         if not cfg.has_weights:
             raise ValueError(f"{full} has no published weights; see `inceptionzoo list --pretrained`")
-        print(f"{full}: {download_pretrained(cfg, full, args.cache_dir)}")
+        try:
+            print(f"{full}: {download_pretrained(cfg, full, args.cache_dir)}")
+        except WeightsNotCachedError as error:  # the library's message sends people to this very command
+            raise WeightsNotCachedError(error.missing, error.name, error.folder, downloading=True) from None
     return 0
 
 

@@ -15,8 +15,9 @@ import copy
 import logging
 import operator
 import re
+import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -29,11 +30,27 @@ from .._validation import check_image_input
 from ..layers import ConvNormAct
 from .passes import fold_batchnorm, keep_model_attributes
 
-__all__ = ["QuantizedModel", "load_quantized", "prepare_quantization", "quantize", "rename_int8_keys"]
+__all__ = [
+    "AGREEMENT_WARNING",
+    "Int8AgreementWarning",
+    "QuantizedModel",
+    "load_quantized",
+    "prepare_quantization",
+    "quantize",
+    "rename_int8_keys",
+]
 
 _logger = logging.getLogger(__name__)
 
 BACKEND = "x86"  # torch's default int8 engine on x86 CPUs: fbgemm or oneDNN kernels, chosen per layer
+# quantize measures how often the int8 model picks the float model's top-1 class on the calibration images (the
+# first AGREEMENT_IMAGES of them) and warns below AGREEMENT_WARNING
+AGREEMENT_WARNING = 0.9
+AGREEMENT_IMAGES = 512
+
+
+class Int8AgreementWarning(UserWarning):
+    """The int8 model picks another top-1 class than the float model on too many of its calibration images."""
 
 
 @contextlib.contextmanager
@@ -59,6 +76,11 @@ class QuantizedModel(nn.Module):
 
     dtype = torch.qint8
     precision = "int8"
+    # what ``quantize`` measured: the share of the calibration images (``calibration_agreement_images`` of them) on
+    # which the int8 model's top-1 class is the float model's; None where it was not measured (loaded int8 weights,
+    # a model whose output is not a batch of logits)
+    calibration_agreement: float | None = None
+    calibration_agreement_images: int = 0
 
     # oneDNN's int8 convolutions (the x86 engine's choice on CPUs with AMX or VNNI) pack their weights for the input
     # shape of their first call and reorder them on every call of another shape, which is slower (docs/design.md);
@@ -222,6 +244,12 @@ def prepare_quantization(model: nn.Module, qconfig: Any = None) -> fx.GraphModul
         with graph.graph.inserting_before(node):
             functional = graph.graph.get_attr(name)
             new = graph.graph.call_method(method, (functional, *args))
+            if method == "mul_scalar":
+                # torch's mul_scalar does not observe its output (the int8 op derives its scale from the input's),
+                # yet convert reads the module's observer all the same: it warned "must run observer before calling
+                # calculate_qparams" and stored a made-up scale. Observed here; an identity before prepare and after
+                # convert, and the int8 op still uses its own scale
+                graph.graph.call_module(f"{name}.activation_post_process", (new,))
         node.replace_all_uses_with(new)
         graph.graph.erase_node(node)
     output = next(n for n in graph.graph.nodes if n.op == "output")
@@ -257,9 +285,13 @@ def default_qconfig() -> Any:
 
 
 def convert_prepared(
-    graph: fx.GraphModule, calibration_batches: Iterable[torch.Tensor], engine: str = BACKEND
+    graph: fx.GraphModule,
+    calibration_batches: Iterable[torch.Tensor],
+    engine: str = BACKEND,
+    on_batch: Callable[[torch.Tensor, Any], None] | None = None,
 ) -> fx.GraphModule:
-    """Observe ``calibration_batches`` (float input batches) with ``graph`` prepared, then convert it to int8."""
+    """Observe ``calibration_batches`` (float input batches) with ``graph`` prepared, then convert it to int8.
+    ``on_batch(images, output)`` sees each batch and the prepared graph's output for it (the float model's)."""
     with quantized_engine(engine):
         ao_quantization.prepare(graph, inplace=True)
         seen = 0
@@ -271,7 +303,9 @@ def convert_prepared(
                         "calibration batches are image tensors (batch, channels, height, width), or (images, targets) "
                         f"pairs; got {type(batch).__name__}"
                     )
-                graph(batch.float().contiguous(memory_format=torch.channels_last))
+                output = graph(batch.float().contiguous(memory_format=torch.channels_last))
+                if on_batch is not None:
+                    on_batch(batch, output)
                 seen += 1
         if not seen:
             raise ValueError(
@@ -284,21 +318,34 @@ def convert_prepared(
 def quantize(model: nn.Module, calibration_batches: Iterable[torch.Tensor], qconfig: Any = None) -> QuantizedModel:
     """An int8 copy of ``model`` (post-training static quantization): per-channel int8 weights, int8 activations
     whose ranges are observed on ``calibration_batches`` (input tensors, or ``(input, target)`` pairs, preprocessed as
-    for the float model; a few hundred images are usually enough). The original model is left untouched."""
+    for the float model; a few hundred images are usually enough). The original model is left untouched.
+
+    The result's ``calibration_agreement`` is the share of the calibration images (the first ``AGREEMENT_IMAGES``)
+    on which the int8 model's top-1 class is the float model's; below ``AGREEMENT_WARNING`` an
+    ``Int8AgreementWarning`` says what to do."""
     prepared = prepare_quantization(model, qconfig)
     first: list[torch.Tensor] = []
+    kept: list[torch.Tensor] = []  # calibration images and the float model's top-1 classes on them
+    float_top1: list[torch.Tensor] = []
 
-    def recorded() -> Iterator[Any]:
-        for batch in calibration_batches:
-            if not first:
-                first.append(calibration_images(batch))
-            yield batch
+    def record(images: torch.Tensor, output: Any) -> None:
+        if not first:
+            first.append(images[:1])
+        room = AGREEMENT_IMAGES - sum(len(batch) for batch in kept)
+        if room > 0 and torch.is_tensor(output) and output.dim() == 2 and len(output) == len(images):  # logits
+            kept.append(images[:room])
+            float_top1.append(output[:room].argmax(1))
 
     try:
-        converted = convert_prepared(prepared, recorded())
+        converted = convert_prepared(prepared, calibration_batches, on_batch=record)
         quantized = QuantizedModel(converted, model).eval()
-        with torch.no_grad():
-            quantized(first[0][:1])  # every op of the int8 graph has a kernel: said here, not at the first call
+        with torch.no_grad():  # every op of the int8 graph has a kernel: said here, not at the first call
+            if kept:
+                agree = sum(int((quantized(x).argmax(1) == y).sum()) for x, y in zip(kept, float_top1, strict=True))
+                quantized.calibration_agreement_images = sum(len(batch) for batch in kept)
+                quantized.calibration_agreement = agree / quantized.calibration_agreement_images
+            else:
+                quantized(first[0])
     except NotImplementedError as error:  # an op without a quantized CPU kernel
         operator_name = re.search(r"'(aten::[\w.]+)'", str(error))
         raise ValueError(
@@ -306,7 +353,26 @@ def quantize(model: nn.Module, calibration_batches: Iterable[torch.Tensor], qcon
             f"{operator_name.group(1) if operator_name else 'an operator'} has no quantized CPU kernel in torch "
             f"{torch.__version__}"
         ) from None
-    _logger.info("quantized %s to int8 (eager-mode static quantization, %s engine)", type(model).__name__, BACKEND)
+    name = type(model).__name__
+    agreement, images = quantized.calibration_agreement, quantized.calibration_agreement_images
+    if agreement is None:
+        _logger.info("quantized %s to int8 (eager-mode static quantization, %s engine)", name, BACKEND)
+        return quantized
+    agreeing = round(agreement * images)
+    _logger.info(
+        "quantized %s to int8 (eager-mode static quantization, %s engine); it agrees with the float model on the top-1 "
+        "class of %d of %d calibration images (%.1f%%)", name, BACKEND, agreeing, images, 100 * agreement,
+    )  # fmt: skip
+    if agreement < AGREEMENT_WARNING:
+        warnings.warn(
+            f"int8 {name} agrees with the float model on the top-1 class of only {agreeing} of {images} calibration "
+            f"images ({agreement:.0%}, below {AGREEMENT_WARNING:.0%}): calibrate with more calibration batches of "
+            "real, preprocessed images (a few hundred images), use torch's HistogramObserver for the activations if "
+            "the qconfig given has another observer (the default qconfig uses it), or keep this model in float "
+            "(optimize_for_inference with a float dtype)",
+            Int8AgreementWarning,
+            stacklevel=2,
+        )
     return quantized
 
 

@@ -111,6 +111,10 @@ def _quantize_onnx(source: Path, target: Path, calibration_batches: Iterable[tor
         per_channel=True,
         activation_type=quantization.QuantType.QUInt8,
         weight_type=quantization.QuantType.QInt8,
+        # a BatchNorm that no convolution folds into (one after a pooling) has a one-dimensional scale, one value per
+        # channel; ONNX Runtime's quantizer takes channel axis 1 for it as for a convolution's weight, logs "Axis 1
+        # is out-of-range for weight '...bn.weight'" and falls back to one scale for all channels
+        extra_options={"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}},
     )
     prepared.unlink()
 

@@ -24,7 +24,19 @@ class WeightsDownloadError(RuntimeError):
 
 
 class WeightsNotCachedError(WeightsDownloadError):
-    """Offline (``HF_HUB_OFFLINE=1``) and the weights are not in the cache."""
+    """Offline (``HF_HUB_OFFLINE=1``) and the weights are not in the cache. ``missing`` says what is missing
+    (``"NAME: FILE is not in the cache"``), ``name`` and ``folder`` which weights and which cache folder; the message
+    adds how to fetch them (``how_to_fetch``; ``downloading``: said to ``inceptionzoo download`` itself)."""
+
+    def __init__(self, missing: str, name: str, folder: Path, downloading: bool = False) -> None:
+        reason = "HF_HUB_OFFLINE is set"
+        if downloading:
+            reason += ", so `inceptionzoo download` cannot fetch it"
+        super().__init__(f"{missing} and {reason}; {how_to_fetch(name, folder, downloading)}")
+        self.missing, self.name, self.folder, self.downloading = missing, name, Path(folder), downloading
+
+    def __reduce__(self) -> tuple:  # pickled with its own arguments (to and from worker processes)
+        return type(self), (self.missing, self.name, self.folder, self.downloading)
 
 
 class CorruptWeightsError(WeightsDownloadError):
@@ -72,7 +84,14 @@ def offline_hint(name: str) -> str:
     )
 
 
-def how_to_fetch(name: str, folder: Path) -> str:
+def how_to_fetch(name: str, folder: Path, downloading: bool = False) -> str:
+    """What to do when HF_HUB_OFFLINE is set and ``name``'s weights are not in ``folder``. ``downloading``: said to
+    ``inceptionzoo download`` itself, which is the command the other message sends people to."""
+    if downloading:
+        return (
+            f"unset HF_HUB_OFFLINE here and run it again (`env -u HF_HUB_OFFLINE inceptionzoo download {name}`), or "
+            f"run the same command on a machine with network access and copy its cache folder ({folder}) here"
+        )
     return (
         f"run `inceptionzoo download {name}` on a machine with network access and copy its cache folder "
         f"({folder}) here, or unset HF_HUB_OFFLINE; a local file of the weights works too: "

@@ -18,7 +18,6 @@ from .errors import (
     CorruptWeightsError,
     WeightsDownloadError,
     WeightsNotCachedError,
-    how_to_fetch,
     is_offline,
     offline_hint,
     unresolvable_host,
@@ -168,8 +167,7 @@ def _hf_hub_download(
     except LocalEntryNotFoundError as error:
         if offline:
             raise WeightsNotCachedError(
-                f"{name}: {filename} from {repo_id} is not in the cache and HF_HUB_OFFLINE is set; "
-                f"{how_to_fetch(name, cache)}"
+                f"{name}: {filename} from {repo_id} is not in the cache", name, cache
             ) from error
         raise WeightsDownloadError(
             f"{name}: could not reach {hub_endpoint() or 'the Hugging Face Hub'} to fetch {repo_id}/{filename}, and it "

@@ -17,7 +17,6 @@ from .errors import (
     CorruptWeightsError,
     WeightsDownloadError,
     WeightsNotCachedError,
-    how_to_fetch,
     is_offline,
     offline_hint,
     unresolvable_host,
@@ -75,9 +74,7 @@ def url_file(url: str, name: str) -> Path:
     if _has_hash(target, hash_prefix) or (target.is_file() and hash_prefix is None):
         return target
     if is_offline():
-        raise WeightsNotCachedError(
-            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {how_to_fetch(name, folder)}"
-        )
+        raise WeightsNotCachedError(f"{name}: {file_name} is not in the cache", name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         download = Path(scratch) / file_name
@@ -115,9 +112,7 @@ def url_to_safetensors(url: str, name: str) -> Path:
     torchvision_copy = folder / file_name
     have_copy = _has_hash(torchvision_copy, hash_prefix)
     if is_offline() and not have_copy:
-        raise WeightsNotCachedError(
-            f"{name}: {file_name} is not in the cache and HF_HUB_OFFLINE is set; {how_to_fetch(name, folder)}"
-        )
+        raise WeightsNotCachedError(f"{name}: {file_name} is not in the cache", name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         download = torchvision_copy if have_copy else Path(scratch) / file_name
