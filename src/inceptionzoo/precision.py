@@ -9,7 +9,6 @@ cached per CPU, torch version and thread count.
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +73,18 @@ def _cache_file() -> Path:
     return Path(root) / "inceptionzoo" / "precision.json"
 
 
-def _time(function, repeats: int = 5) -> float:
-    function()  # warm-up: oneDNN builds its kernels on the first call
-    times = []
+def _best_times(functions: list, repeats: int = 7) -> list[float]:
+    """The fastest of ``repeats`` runs of each function, the functions taking turns: other work on a shared machine
+    only ever adds time, so the minimum of interleaved runs compares the two precisions fairly under load too."""
+    for function in functions:
+        function()  # warm-up: oneDNN builds its kernels on the first call
+    best = [float("inf")] * len(functions)
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best
 
 
 def probe_bf16_speedup() -> float:
@@ -102,7 +105,8 @@ def probe_bf16_speedup() -> float:
 
         return step
 
-    return _time(run(torch.float32)) / _time(run(torch.bfloat16))
+    fp32, bf16 = _best_times([run(torch.float32), run(torch.bfloat16)])
+    return fp32 / bf16
 
 
 def _cached_speedup(cpu: CpuInfo) -> float:
