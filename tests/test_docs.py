@@ -5,8 +5,9 @@ Python blocks run in a scratch folder against a loopback Hub that serves the ``i
 from a real timm model), so ``pretrained=True`` examples run as written. Shell blocks run command by command in a
 scratch folder laid out like a checkout (``examples/``, ``benchmarks/``, a small CIFAR-10 archive of real images at
 the paths the docs name); long jobs (training, benchmarks) get the few arguments in ``SMOKE_ARGUMENTS`` appended,
-which shrink them to seconds without changing what is run. Install commands are checked against pyproject.toml, and
-the README's two set-up commands are the ones ``.ci/run`` runs verbatim.
+which shrink them to tiny sizes without changing what is run (the limit on each is a bound on a hang, not a speed
+claim). Install commands are checked against pyproject.toml, and the README's two set-up commands are the ones
+``.ci/run`` runs verbatim.
 """
 
 import inspect
