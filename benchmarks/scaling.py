@@ -40,7 +40,7 @@ def peak_mib() -> float:
     return _status_mib("VmHWM")
 
 
-def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, repeats: int) -> dict:
+def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, repeats: int, images: int = 16) -> dict:
     """One point, in this process: images/s of the fast path and of timm, and the fast path's peak memory."""
     import timm
     import torch
@@ -52,7 +52,7 @@ def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, re
     model = inceptionzoo.create_model(arch).eval()
     fast = optimize_for_inference(model, dtype=torch.bfloat16 if dtype == "bf16" else None)
     x = torch.randn(batch, 3, size, size)
-    iterations = max(1, 16 // batch)
+    iterations = max(1, images // batch)
     with torch.inference_mode():
         resident_before = reset_peak()
         fast(x)  # the first forward: the allocator's cache is still empty, so every activation shows up as growth
@@ -87,9 +87,10 @@ def measure_point(arch: str, batch: int, size: int, dtype: str, threads: int, re
     }
 
 
-def plot(rows: list[dict], path: str, cpu: str) -> None:
-    """Speed (solid, left axis) and activation memory (dashed, right axis) against batch size; ms per image against
-    resolution. Both lines of each kind are in the legend, and the title names the machine."""
+def plot(rows: list[dict], path: str, cpu: str, batch_resolution: int = 299, resolution_batch: int = 16) -> None:
+    """Speed (solid, left axis) and activation memory (dashed, right axis) against batch size (at
+    ``batch_resolution``); ms per image against resolution (at batch ``resolution_batch``). Both lines of each kind
+    are in the legend, and the title names the machine."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,8 +99,8 @@ def plot(rows: list[dict], path: str, cpu: str) -> None:
     figure, (by_batch, by_size) = plt.subplots(1, 2, figsize=(11, 5.2))
     memory = by_batch.twinx()
     for dtype, marker in (("fp32", "o"), ("bf16", "s")):
-        batch_rows = [r for r in rows if r["dtype"] == dtype and int(r["resolution"]) == 299]
-        size_rows = [r for r in rows if r["dtype"] == dtype and int(r["batch"]) == 16]
+        batch_rows = [r for r in rows if r["dtype"] == dtype and int(r["resolution"]) == batch_resolution]
+        size_rows = [r for r in rows if r["dtype"] == dtype and int(r["batch"]) == resolution_batch]
         if batch_rows:
             batches = [int(r["batch"]) for r in batch_rows]
             (line,) = by_batch.plot(batches, [float(r["img_per_s"]) for r in batch_rows], marker=marker,
@@ -110,13 +111,14 @@ def plot(rows: list[dict], path: str, cpu: str) -> None:
             by_size.plot([int(r["resolution"]) for r in size_rows], [float(r["ms_per_img"]) for r in size_rows],
                          marker=marker, label=f"{dtype}")  # fmt: skip
     memory.set_ylabel("activation peak (MiB), dashed")
-    by_batch.set(xscale="log", xlabel="batch size (299x299)", ylabel="images/s, solid", title="batch size")
-    batches = sorted({int(r["batch"]) for r in rows if int(r["resolution"]) == 299})
+    by_batch.set(xscale="log", xlabel=f"batch size ({batch_resolution}x{batch_resolution})", ylabel="images/s, solid",
+                 title="batch size")  # fmt: skip
+    batches = sorted({int(r["batch"]) for r in rows if int(r["resolution"]) == batch_resolution})
     by_batch.set_xticks(batches, [str(b) for b in batches])
     handles = by_batch.get_legend_handles_labels()[0] + memory.get_legend_handles_labels()[0]
     by_batch.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.16),
                     ncol=2, fontsize="small")  # fmt: skip
-    by_size.set(xlabel="input resolution (batch 16)", ylabel="ms per image", title="resolution")
+    by_size.set(xlabel=f"input resolution (batch {resolution_batch})", ylabel="ms per image", title="resolution")
     by_size.legend(loc="upper left")
     for axis in (by_batch, by_size):
         axis.grid(alpha=0.3)
@@ -132,10 +134,13 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES), help="batch sizes timed at 299x299")
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES), help="batch sizes timed (at 299x299)")
+    parser.add_argument("--batch-resolution", type=int, default=299, help="the input size the batch sizes are timed at")
     parser.add_argument(
-        "--resolutions", nargs="+", type=int, default=list(RESOLUTIONS), help="input sizes timed at batch 16"
+        "--resolutions", nargs="+", type=int, default=list(RESOLUTIONS), help="input sizes timed (at batch 16)"
     )
+    parser.add_argument("--resolution-batch", type=int, default=16, help="the batch size the input sizes are timed at")
+    parser.add_argument("--images", type=int, default=16, help="images per timed repetition")
     parser.add_argument("--csv", default="")
     parser.add_argument("--plot", default="")
     parser.add_argument("--replot", default="", metavar="CSV", help="draw --plot from this CSV instead of measuring")
@@ -148,14 +153,16 @@ def main() -> None:
         return
     if args.point:
         batch, size, dtype = args.point.split(",")
-        print(json.dumps(measure_point(args.arch, int(batch), int(size), dtype, args.threads, args.repeats)))
+        point = measure_point(args.arch, int(batch), int(size), dtype, args.threads, args.repeats, args.images)
+        print(json.dumps(point))
         return
-    points = {(b, 299) for b in args.batches} | {(16, s) for s in args.resolutions}
+    points = {(b, args.batch_resolution) for b in args.batches} | {(args.resolution_batch, s) for s in args.resolutions}
     rows = []
     for dtype in args.dtypes:
         for batch, size in sorted(points):
             command = [sys.executable, __file__, "--arch", args.arch, "--threads", str(args.threads),
-                       "--repeats", str(args.repeats), "--point", f"{batch},{size},{dtype}"]  # fmt: skip
+                       "--repeats", str(args.repeats), "--images", str(args.images),
+                       "--point", f"{batch},{size},{dtype}"]  # fmt: skip
             result = subprocess.run(command, capture_output=True, text=True, check=True)
             row = json.loads(result.stdout.strip().splitlines()[-1])
             rows.append(row)
@@ -165,7 +172,7 @@ def main() -> None:
     if args.csv:
         write_csv(args.csv, rows, machine(args.threads))
     if args.plot:
-        plot(rows, args.plot, machine(args.threads))
+        plot(rows, args.plot, machine(args.threads), args.batch_resolution, args.resolution_batch)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ refresh, the download into a temporary file, and the move of the blob into the c
 
 ``fault`` makes it misbehave: ``"500"`` (every Hub answer), ``"drop"`` (the storage host closes the connection
 mid-body), ``"truncate"`` (sends fewer bytes than announced) or ``"corrupt"`` (other bytes under the announced hash).
-``delay`` holds every answer back that many seconds.
+``delay`` holds every answer back that many seconds; ``stall()`` holds every answer back until ``release()`` (or
+``stop()``): a server that accepts connections and never answers, however slow the machine.
 """
 
 import contextlib
@@ -58,6 +59,8 @@ class HubServer:
         self.xet = xet
         self.fault: str | None = None
         self.delay = 0.0
+        self._answering = threading.Event()
+        self._answering.set()
         self.requests: list[tuple[str, str]] = []
         self._servers: list[ThreadingHTTPServer] = []
 
@@ -77,6 +80,13 @@ class HubServer:
 
     def commit(self, repo_id: str) -> str:
         return repo_commit(repo_id)
+
+    def stall(self) -> None:
+        """Hold every answer back until ``release()``."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
 
     def storage_gets(self) -> int:
         """How many file bodies the storage host sent (LFS downloads and Xet reconstructions)."""
@@ -152,6 +162,7 @@ class HubServer:
                 hub.requests.append((self.command, path))
                 if hub.delay:
                     time.sleep(hub.delay)
+                hub._answering.wait()
                 if hub.fault == "500" and not self.storage:
                     self.send_response(500)
                     self.send_header("Content-Length", "0")
@@ -205,6 +216,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self.release()  # stalled answers end, so their threads do too
         for server in self._servers:
             server.shutdown()
             server.server_close()

@@ -19,7 +19,7 @@ from timm.data import create_transform, resolve_data_config
 
 import inceptionzoo
 from conftest import COLOURS, MODES, photo, relative_error, write_photos
-from inceptionzoo.train import loop
+from inceptionzoo.train import loop, probe
 from inceptionzoo.train.data.folder import BadImageError, ImageFileDataset, list_image_folder
 from inceptionzoo.train.data.loaders import StreamLoader
 from inceptionzoo.train.data.shards import ShardError, TarShardDataset, index_shards
@@ -317,7 +317,7 @@ def test_resume_of_a_streamed_run_equals_an_uninterrupted_one(photos, tmp_path, 
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
-def test_frozen_backbone_trains_the_classifier_on_cached_features(photos, tmp_path):
+def test_frozen_backbone_trains_the_classifier_on_cached_features(photos, tmp_path, monkeypatch):
     summary = fit(quick(photos, tmp_path / "probe", freeze=True, epochs=4, eval_test=True, lr=0.5))
     assert summary["freeze"] is True and summary["test"]["images"] == 12
     torch.manual_seed(0)  # the run's seed: the same initial backbone
@@ -337,8 +337,13 @@ def test_frozen_backbone_trains_the_classifier_on_cached_features(photos, tmp_pa
     test_features = next(c["features"] for c in cached if len(c["labels"]) == 12)
     # computed by the inference fast path in bf16 (this CPU's autocast dtype, or fp32 where it has none)
     assert relative_error(test_features, expected) < 3e-2
+
+    def backbone_again(*args, **kwargs):
+        raise AssertionError("the backbone ran again instead of the cached features being read")
+
+    monkeypatch.setattr(probe, "extract_features", backbone_again)  # behaviour, not a faster wall clock
     again = fit(quick(photos, tmp_path / "probe-again", freeze=True, epochs=4, eval_test=True, lr=0.5))
-    assert again["test"] == summary["test"] and again["feature_seconds"] < summary["feature_seconds"]
+    assert again["test"] == summary["test"]
 
 
 def test_gradient_accumulation_equals_one_larger_batch():
@@ -400,7 +405,8 @@ def test_validate_cli_writes_timm_results_rows(photos, tmp_path):
     command = [sys.executable, "-m", "inceptionzoo", "validate", "--model", str(tmp_path / "run"), "--data",
                str(photos), "--workers", "0", "--results-file", str(results), "--amp", "bf16"]  # fmt: skip
     for _ in range(2):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        # the limit is a bound on a hang, not a speed claim
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-2000:]
     header, *rows = results.read_text().splitlines()
     assert header.startswith("model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation")
@@ -418,7 +424,8 @@ def test_two_process_torchrun_streams_folders_and_shards(photos, shards, tmp_pat
         command = [*launcher, "-m", "inceptionzoo.train", "--data", str(data), "--output", str(run), "--cache-dir",
                    str(tmp_path / "cache"), "--val-size", "6", "--epochs", "2", "--batch-size", batch, "--eval-test",
                    "--workers", "1", "--no-progress"]  # fmt: skip
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        # the limit is a bound on a hang, not a speed claim
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
         summary = json.loads((run / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["replicas_identical"] is True and summary["data"] == name
@@ -449,7 +456,8 @@ def test_torchrun_gives_every_image_once_per_epoch_across_ranks_and_workers(tmp_
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(Path(__file__).parent / "torchrun_epochs.py"), str(tmp_path / "out"), *sources]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    # the limit is a bound on a hang, not a speed claim
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads((tmp_path / "out" / "seen.json").read_text())
     for source, ranks in seen.items():

@@ -48,6 +48,25 @@ def test_lowest_versions_are_the_declared_lower_bounds_and_the_documented_ones()
     assert project()["requires-python"] == f">={table['Python'][0]}"
 
 
+def minor(version: str) -> tuple[int, int]:
+    major, minor_version = Version(version).release[:2]
+    return major, minor_version
+
+
+def test_the_declared_pythons_are_the_tested_range_and_ci_runs_the_newest():
+    """One classifier for each Python from the lowest to the newest tested, and .ci/run's newest-versions step asks
+    for that newest one."""
+    lowest, newest = (minor(version) for version in documented()["Python"])
+    declared = {
+        minor(classifier.rsplit(" :: ", 1)[1])
+        for classifier in project()["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: \d+\.\d+", classifier)
+    }
+    assert declared == {(lowest[0], m) for m in range(lowest[1], newest[1] + 1)}
+    run = (ROOT / ".ci" / "run").read_text()
+    assert f"python{newest[0]}.{newest[1]}" in run and f"sys.version_info[:2] == {newest}" in run
+
+
 def test_the_documented_newest_versions_were_tested():
     """The run that installs the newest versions has at least the ones the table names (it may have newer ones)."""
     table, pins = documented(), lowest_versions()
@@ -56,4 +75,9 @@ def test_the_documented_newest_versions_were_tested():
         pytest.skip("this is the lowest-versions run")
     for name in pins:
         assert Version(installed[name]) >= Version(table[name][1]), name
-    assert Version(".".join(map(str, sys.version_info[:3]))) >= Version(table["Python"][1])
+    # this Python lies in the tested range, and on the newest minor version it is at least the one the table names
+    running = Version(".".join(map(str, sys.version_info[:3])))
+    lowest, newest = (Version(version) for version in table["Python"])
+    assert minor(str(lowest)) <= sys.version_info[:2] <= minor(str(newest))
+    if sys.version_info[:2] == minor(str(newest)):
+        assert running >= newest
