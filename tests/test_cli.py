@@ -178,6 +178,8 @@ def test_the_cifar_example_fails_without_data_and_shows_its_own_defaults(tmp_pat
     # the model's help names its default itself; the example's own value shows there, once
     assert "default: inception_fast_cifar" in shown and "[default here: inception_fast_cifar]" not in shown
     assert "default: inception_v1_cifar" not in shown
+    # what a run takes differs by CPU kind: the help names the kinds and where the minutes are
+    assert "AMX" in shown and "AVX-512-BF16" in shown and "docs/results.md" in shown
 
 
 @pytest.mark.slow

@@ -109,8 +109,11 @@ def _value_type(annotation: Any) -> type:
     return options[0] if options else annotation
 
 
-def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; ``defaults`` lets a script (like the CIFAR-10 example) change the defaults."""
+def build_parser(
+    defaults: TrainConfig | None = None, prog: str | None = None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The argument parser; ``defaults`` (and ``epilog``) let a script (like the CIFAR-10 example) change the
+    defaults (and add a closing note to the help)."""
     library_defaults = TrainConfig()
     defaults = defaults or library_defaults
     parser = argparse.ArgumentParser(
@@ -118,6 +121,7 @@ def build_parser(defaults: TrainConfig | None = None, prog: str | None = None) -
         description="Train or fine-tune an inceptionzoo model on an image-classification dataset: a folder of "
         "images, tar shards, a .tar.gz or torchvision's CIFAR-10. Run it under torchrun for distributed data-parallel "
         "training.",
+        epilog=epilog,
     )
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -170,11 +174,16 @@ def _report_interrupt(stop: TrainingInterrupted, prog: str | None, argv: Sequenc
               f"with:\n  {resume_command(program, argv, str(stop.output))}", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None, defaults: TrainConfig | None = None, prog: str | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    defaults: TrainConfig | None = None,
+    prog: str | None = None,
+    epilog: str | None = None,
+) -> int:
     """Parse ``argv``, train, and print the summary as JSON on the last line. Ctrl-C stops the run within a step,
     prints the command that resumes it and returns 130 (as a shell reports a SIGINT)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(defaults, prog=prog).parse_args(argv)
+    args = build_parser(defaults, prog=prog, epilog=epilog).parse_args(argv)
     try:
         summary = fit(config_from_args(args))
     except TrainingInterrupted as stop:
