@@ -267,6 +267,18 @@ def _in_memory(
     )
 
 
+def _held_out_samples(folder: Path, classes: tuple[str, ...], options: DataOptions) -> list[tuple[str, int]]:
+    """A held-out folder's images (validation or test), its classes checked against train/'s, and with ``--subset``
+    a class-balanced share of them."""
+    samples, found = list_image_folder(folder)
+    _check_classes(classes, found, folder)
+    if options.subset and options.subset < len(samples):
+        labels = torch.tensor([y for _, y in samples])
+        chosen = balanced_split(labels, len(classes), options.subset, seed=options.seed)[1]
+        samples = [samples[i] for i in chosen.tolist()]
+    return samples
+
+
 def _streamed_folder(
     options, model, batch_size, size, rank, world_size, channels_last, pin_memory, samples, classes, notes, augment
 ) -> Splits:
@@ -279,12 +291,7 @@ def _streamed_folder(
     val_samples, val_source = None, None
     val_folder = _val_folder(root) if options.val_size is None else None
     if val_folder is not None:
-        val_samples, val_classes = list_image_folder(val_folder)
-        _check_classes(classes, val_classes, val_folder)
-        if options.subset and options.subset < len(val_samples):
-            chosen = balanced_split(torch.tensor([y for _, y in val_samples]), len(classes), options.subset,
-                                    seed=options.seed)[1]  # fmt: skip
-            val_samples = [val_samples[i] for i in chosen.tolist()]
+        val_samples = _held_out_samples(val_folder, classes, options)
         val_source = str(val_folder)
         notes.append(f"validation each epoch on {val_folder}/ ({len(val_samples):,} images; --val-size N carves N "
                      "out of train/ instead, 0 for none)")  # fmt: skip
@@ -300,12 +307,7 @@ def _streamed_folder(
     if options.eval_test:
         if held_out is None:
             raise FileNotFoundError(f"--eval-test needs {root}/test/<class>/ or {root}/val/<class>/")
-        test_samples, test_classes = list_image_folder(held_out)
-        _check_classes(classes, test_classes, held_out)
-        if options.subset and options.subset < len(test_samples):
-            chosen = balanced_split(torch.tensor([y for _, y in test_samples]), len(classes), options.subset,
-                                    seed=options.seed)[1]  # fmt: skip
-            test_samples = [test_samples[i] for i in chosen.tolist()]
+        test_samples = _held_out_samples(held_out, classes, options)
     evaluate = eval_transform(model, size)
 
     def loader(items: list | None, is_train: bool, batch: int) -> StreamLoader | None:
