@@ -7,11 +7,12 @@ import math
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .data.cache import write_atomically
 
 __all__ = ["MetricsLog", "Progress", "plot_metrics", "rate"]
 
@@ -22,11 +23,6 @@ def rate(images_per_second: float) -> str:
     if images_per_second >= 10:
         return f"{images_per_second:.0f}"
     return f"{images_per_second:.1f}" if images_per_second >= 1 else f"{images_per_second:.2f}"
-
-
-def _partial(path: Path) -> Path:
-    """A temporary name beside ``path`` unique to this process and call, so two writers never share one."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
 
 
 class MetricsLog:
@@ -57,12 +53,7 @@ class MetricsLog:
         for row in self.rows:
             fields += [key for key in row if key not in fields]
         for path, text in ((self.jsonl_path, self._jsonl()), (self.csv_path, self._csv(fields))):
-            partial = _partial(path)
-            try:
-                partial.write_text(text)
-                os.replace(partial, path)
-            finally:
-                partial.unlink(missing_ok=True)
+            write_atomically(path, lambda partial, text=text: partial.write_text(text))
 
     def _jsonl(self) -> str:
         return "".join(json.dumps(row) + "\n" for row in self.rows)
@@ -113,13 +104,12 @@ def plot_metrics(
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    partial = _partial(path)
     try:
-        figure.savefig(partial, dpi=110, format=path.suffix.lstrip(".") or "png")
-        os.replace(partial, path)
+        write_atomically(
+            path, lambda partial: figure.savefig(partial, dpi=110, format=path.suffix.lstrip(".") or "png")
+        )
     finally:
         plt.close(figure)
-        partial.unlink(missing_ok=True)
     return path
 
 

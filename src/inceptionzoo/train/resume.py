@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, CheckpointMismatchError, CorruptCheckpointError
+from .data.cache import partial_path
 
 __all__ = [
     "RunFolderLockedError",
@@ -46,11 +46,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's process: alive
         return True
     return True
-
-
-def _partial_name(name: str) -> str:
-    """A temporary name unique to this process and call: two writers never share one."""
-    return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
 
 
 def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
@@ -160,7 +155,7 @@ def save_training_state(
     remove_stale_partials(directory)
     name = f"epoch_{epoch:04d}"
     final = directory / name
-    partial = directory / _partial_name(name)
+    partial = partial_path(final)
     partial.mkdir()
     try:
         save_file(_weights(model), str(partial / "model.safetensors"), metadata={"epoch": str(epoch)})
@@ -175,7 +170,7 @@ def save_training_state(
         os.replace(partial, final)
     finally:  # a failed write (a full disk) leaves no temporary folder behind
         shutil.rmtree(partial, ignore_errors=True)
-    pointer = directory / _partial_name(LATEST)
+    pointer = partial_path(directory / LATEST)
     _fsync_write(pointer, json.dumps({"checkpoint": name, "epoch": epoch}).encode())
     os.replace(pointer, directory / LATEST)
     kept = sorted(p for p in directory.glob("epoch_*") if p.is_dir())

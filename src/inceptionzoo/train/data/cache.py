@@ -30,7 +30,9 @@ __all__ = [
     "evict",
     "file_stamps",
     "max_cache_bytes",
+    "partial_path",
     "read_entry",
+    "write_atomically",
     "write_entry",
 ]
 
@@ -85,17 +87,30 @@ def read_entry(path: Path) -> bool:
     return True
 
 
-def write_entry(path: Path, write: Callable[[Path], None], keep_under: int | None = None) -> Path:
-    """Write an entry atomically (``write`` fills a temporary file unique to this process, then it is renamed into
-    place) and evict the least recently used others until the folder is under ``keep_under`` bytes (default: the
-    cap). Readers never see half a file, and two processes never write to the same temporary name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+def partial_path(path: Path) -> Path:
+    """A temporary name beside ``path`` unique to this process and call (``.<name>.<pid>.<random>.partial``), so
+    two writers never share one and a killed writer's leftovers can be told by their pid."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write`` fills a temporary file beside ``path`` that is then renamed into place: readers never see half a
+    file, and a write that fails leaves nothing behind."""
+    partial = partial_path(path)
     try:
         write(partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+    return path
+
+
+def write_entry(path: Path, write: Callable[[Path], None], keep_under: int | None = None) -> Path:
+    """Write an entry atomically (``write`` fills a temporary file unique to this process, then it is renamed into
+    place) and evict the least recently used others until the folder is under ``keep_under`` bytes (default: the
+    cap). Readers never see half a file, and two processes never write to the same temporary name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, write)
     evict(path.parent, max_cache_bytes() if keep_under is None else keep_under, keep=path)
     return path
 
