@@ -79,6 +79,22 @@ def write_photos(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
     return root
 
 
+def write_squares(
+    root: Path, counts: dict[str, int], colours: tuple = COLOURS, seed: int = 0, suffix: str = "png"
+) -> Path:
+    """``<split>/class<k>/NNN.<suffix>``: ``counts[split]`` noisy 32x32 squares of each colour (one size, so the
+    training loop keeps them in memory; learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+    for split, count in counts.items():
+        for label, colour in enumerate(colours):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.{suffix}")
+    return root
+
+
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 

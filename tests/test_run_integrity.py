@@ -10,13 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import inceptionzoo
+from conftest import write_squares
 from inceptionzoo.checkpoint import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
 from inceptionzoo.hub.publish import model_card
 from inceptionzoo.train import loop, probe, reporting
@@ -27,15 +26,7 @@ from inceptionzoo.train.resume import find_checkpoint, load_training_state, save
 
 def uniform_images(root: Path, train: int = 8, test: int = 2) -> Path:
     """``train/`` and ``test/`` with three classes of noisy 32x32 colours, one size: in memory or streamed."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("test", test)):
-        for label, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-    return root
+    return write_squares(root, {"train": train, "test": test})
 
 
 def quick(data: Path, output: Path, **changes) -> TrainConfig:

@@ -8,38 +8,28 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save
 from torch import nn
 
 import inceptionzoo
-from conftest import realistic_batchnorm
+from conftest import realistic_batchnorm, write_squares
 from hub_server import HubServer
 from inceptionzoo.train import loop
 from inceptionzoo.train import resume as checkpoint_module
 from inceptionzoo.train.loop import TrainConfig, fit
 from inceptionzoo.train.resume import find_checkpoint, save_training_state
 
+FOUR_COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40))
 TIMING_FIELDS = {"train_images_per_s", "epoch_s", "elapsed_s"}
 
 
 @pytest.fixture(scope="module")
 def colours(tmp_path_factory) -> Path:
     """Four classes of noisy solid colours (24 train and 8 test images each): learnable in a few steps."""
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 24), ("test", 8)):
-        for label, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]):
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
+    return write_squares(tmp_path_factory.mktemp("colours"), {"train": 24, "test": 8}, colours=FOUR_COLOURS)
 
 
 def quick(data: Path, output: Path, **changes) -> TrainConfig:

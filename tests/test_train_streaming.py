@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from timm.data import create_transform, resolve_data_config
 
 import inceptionzoo
-from conftest import COLOURS, MODES, photo, relative_error, write_photos
+from conftest import COLOURS, MODES, photo, relative_error, write_photos, write_squares
 from inceptionzoo.train import loop, probe
 from inceptionzoo.train.data.folder import BadImageError, ImageFileDataset, list_image_folder
 from inceptionzoo.train.data.loaders import StreamLoader
@@ -133,14 +133,7 @@ def test_the_same_batches_with_zero_one_or_two_workers(photos):
 
 def cifar_like_folder(root: Path) -> Path:
     """train/ 3 classes x 10 and test/ 3 x 3 noisy 32x32 JPEGs (one size: what auto mode keeps in memory)."""
-    rng = np.random.default_rng(4)
-    for split, count in (("train", 10), ("test", 3)):
-        for label, colour in enumerate(COLOURS):
-            (root / split / f"class{label}").mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / f"class{label}" / f"{i:03d}.jpg")
-    return root
+    return write_squares(root, {"train": 10, "test": 3}, seed=4, suffix="jpg")
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
