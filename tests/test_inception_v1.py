@@ -87,3 +87,46 @@ def test_invalid_config_is_explained():
         GoogLeNetConfig(norm="layernorm")
     with pytest.raises(ValueError, match="branch3 must be"):
         InceptionModule(8, 4, 4, 4, 4, 4, 4, branch3="7x7")
+    with pytest.raises(ValueError, match="stem_stride must be 1 or more"):
+        GoogLeNetConfig(stem_stride=0)
+    # the CIFAR stem has no 7x7 stride or first pool to change: asking to is an error, not a silently ignored field
+    with pytest.raises(ValueError, match="'cifar' stem has neither"):
+        inceptionzoo.create_model("inception_v1_cifar", stem_stride=1)
+    with pytest.raises(ValueError, match="'cifar' stem has neither"):
+        inceptionzoo.create_model("inception_v3_cifar", stem_pool=False)
+
+
+# Section 9 of arXiv 1512.00567 for 32x32 inputs: stride 1 and no pool after the first layer, each stem kept
+CIFAR_STEM = {"stem_stride": 1, "stem_pool": False, "width_multiplier": 0.25}
+
+
+def test_stem_stride_and_pool_default_to_the_imagenet_stem():
+    default, explicit = (inceptionzoo.create_model("inception_v1_bn", **kw) for kw in ({}, {"stem_stride": 2}))
+    assert default.conv1.conv.stride == (2, 2) and default.maxpool1 is not None
+    assert [i["reduction"] for i in default.feature_info] == [2, 4, 8, 16, 32]
+    assert str(default) == str(explicit)
+    model = inceptionzoo.create_model("inception_v1_bn", **CIFAR_STEM)
+    assert model.conv1.conv.kernel_size == (7, 7) and model.conv1.conv.stride == (1, 1)  # the 7x7 stays a 7x7
+    assert model.maxpool1 is None and model.config.stem_stride == 1 and not model.config.stem_pool
+
+
+@pytest.mark.parametrize("name", ["inception_v1_bn", "bn_inception"])
+def test_stride_1_stem_without_pool_fits_32x32_images(name):
+    model = inceptionzoo.create_model(name, num_classes=10, **CIFAR_STEM).eval()
+    assert [i["reduction"] for i in model.feature_info] == [1, 1, 2, 4, 8]
+    extractor = inceptionzoo.create_model(name, features_only=True, **CIFAR_STEM).eval()
+    with torch.no_grad():
+        maps = extractor(torch.randn(1, 3, 32, 32))
+    assert [tuple(m.shape[-2:]) for m in maps] == [(32 // r, 32 // r) for r in extractor.feature_info.reduction()]
+    # the stated minimum is exact: it runs, and one pixel less is the library's error naming it
+    for net in (model, inceptionzoo.create_model(name, num_classes=10, aux_logits=True, **CIFAR_STEM).train()):
+        height, width = net.min_input_size
+        assert net.pretrained_cfg["min_input_size"] == (3, height, width)
+        with torch.no_grad():
+            net(torch.randn(2, 3, height, width))
+            with pytest.raises(ValueError, match=f"minimum of {height}x{width} pixels"):
+                net(torch.randn(2, 3, height, width - 1))
+    with_aux = inceptionzoo.create_model(name, num_classes=10, aux_logits=True, **CIFAR_STEM).train()
+    assert with_aux.min_input_size <= (32, 32)
+    outputs = with_aux(torch.randn(2, 3, 32, 32))  # both aux heads run at CIFAR size
+    assert [tuple(o.shape) for o in outputs] == [(2, 10)] * 3

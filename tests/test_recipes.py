@@ -94,3 +94,35 @@ def test_overrides_and_a_training_step_with_aux_losses():
     loss.backward()
     optimizer.step()
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_decay_epochs_overrides_the_step_interval_and_a_fraction_decays_at_its_step():
+    from inceptionzoo.train.config import TrainConfig, resolve_recipe
+
+    model = torch.nn.Linear(4, 2)
+    config = TrainConfig(recipe="rmsprop_label_smoothing", decay_epochs=0.1, batch_size=32)
+    recipe = resolve_recipe(config, model, world_size=1)
+    assert recipe.decay_epochs == 0.1 and recipe.decay_rate == 0.94
+    assert resolve_recipe(TrainConfig(recipe="googlenet"), model, 1).decay_epochs == 8.0  # default: the recipe's
+    optimizer = create_optimizer(model, recipe)
+    # 30 steps an epoch: a decay every 3 steps
+    scheduler = create_scheduler(optimizer, recipe, updates_per_epoch=30)
+    rates = {}
+    for update in (0, 2, 3, 5, 6, 30):
+        scheduler.step_update(num_updates=update)
+        rates[update] = optimizer.param_groups[0]["lr"]
+    lr = recipe.lr
+    assert rates == pytest.approx({0: lr, 2: lr, 3: lr * 0.94, 5: lr * 0.94, 6: lr * 0.94**2, 30: lr * 0.94**10})
+    # timm's 1.1 x 50 steps is 55.00000000000001 in floating point: still a decay at step 55, not 56
+    recipe = resolve_recipe(TrainConfig(recipe="momentum_sgd", decay_epochs=1.1), model, world_size=1)
+    scheduler = create_scheduler(create_optimizer(model, recipe), recipe, updates_per_epoch=50)
+    assert scheduler._get_lr(54)[0] == recipe.lr and scheduler._get_lr(55)[0] == pytest.approx(recipe.lr * 0.94)
+    # an interval that is no whole number of steps decays at the first step after each multiple (2.5 steps: 3, 5, 8)
+    recipe = resolve_recipe(TrainConfig(recipe="momentum_sgd", decay_epochs=0.25), model, world_size=1)
+    scheduler = create_scheduler(create_optimizer(model, recipe), recipe, updates_per_epoch=10)
+    decays = [int(scheduler._get_lr(t)[0] < scheduler._get_lr(t - 1)[0]) for t in range(1, 9)]
+    assert decays == [0, 0, 1, 0, 1, 0, 0, 1]
+    with pytest.raises(ValueError, match="positive"):
+        resolve_recipe(TrainConfig(recipe="googlenet", decay_epochs=0), model, 1)
+    with pytest.raises(ValueError, match="cifar recipe's schedule is cosine.*momentum_sgd"):
+        resolve_recipe(TrainConfig(recipe="cifar", decay_epochs=2), model, 1)

@@ -3,8 +3,10 @@ and fine-tuning pretrained weights served by the loopback Hub on real CIFAR-10 i
 
 import json
 import os
+import shlex
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,10 +19,12 @@ from torch import nn
 import inceptionzoo
 from conftest import realistic_batchnorm, write_squares
 from hub_server import HubServer
-from inceptionzoo.train import loop
+from inceptionzoo.train import command, loop
 from inceptionzoo.train import resume as checkpoint_module
+from inceptionzoo.train.config import RECIPE_OVERRIDES, RESUME_MUST_MATCH, check_resume_matches
 from inceptionzoo.train.loop import TrainConfig, fit
 from inceptionzoo.train.resume import find_checkpoint, save_training_state
+from inceptionzoo.train.validate import resolve_model_source
 
 FOUR_COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40))
 TIMING_FIELDS = {"train_images_per_s", "epoch_s", "elapsed_s"}
@@ -245,3 +249,78 @@ def test_the_fast_recipe_trains_with_every_trick_and_resumes_exactly(colours, tm
     assert resumed["test"] == full["test"]
     again = read_weights(tmp_path / "interrupted" / "model")
     assert all(torch.equal(again[key], weights[key]) for key in weights)
+
+
+def test_model_kwargs_build_every_model_of_a_run_and_its_saved_model(colours, tmp_path, monkeypatch):
+    """--model-kwargs reach the model the run trains (figure 6's whole 7x7 convolutions instead of the 1x7 / 7x1
+    pairs here), the run's config.json, the saved model that its folder reloads, and the resume check, which names
+    them before any weights are compared."""
+    kwargs = {"factorize_nxn": False}
+    settings = dict(model="inception_v3_cifar", model_kwargs=kwargs, epochs=2, val_size=0)
+    real_epoch, calls = loop.train_one_epoch, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(quick(colours, tmp_path / "run", **settings))
+    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+    run = tmp_path / "run"
+    assert json.loads((run / "config.json").read_text())["model_kwargs"] == kwargs
+    with pytest.raises(ValueError, match=r"model_kwargs: checkpoint \{'factorize_nxn': False\}, now \{\}"):
+        fit(quick(colours, run, **{**settings, "model_kwargs": {}}, resume=str(run)))
+    fit(quick(colours, run, **settings, resume=str(run)))
+
+    saved = json.loads((run / "model" / "config.json").read_text())
+    assert saved["model_args"]["factorize_nxn"] is False
+    reloaded = inceptionzoo.create_model(resolve_model_source(str(run))[0], pretrained=True)
+    assert reloaded.config.factorize_nxn is False and reloaded.num_classes == 4
+    assert reloaded.Mixed_6b.branch7x7_2.conv.kernel_size == (7, 7)  # one whole 7x7, not a 1x7 then a 7x1
+    assert inceptionzoo.create_model("inception_v3_cifar").Mixed_6b.branch7x7_2.conv.kernel_size == (1, 7)
+    weights = read_weights(run / "model")
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_model_kwargs_mistakes_are_named(colours, tmp_path, capsys):
+    unknown = r"cannot build inception_v3_cifar with --model-kwargs factorise_nxn=False: .*did you mean 'factorize_nxn'"
+    with pytest.raises(ValueError, match=unknown):
+        fit(quick(colours, tmp_path / "a", model="inception_v3_cifar", model_kwargs={"factorise_nxn": False}))
+    with pytest.raises(ValueError, match=r"cannot set num_classes \(set by the data's class folders\)"):
+        fit(quick(colours, tmp_path / "b", model_kwargs={"num_classes": 3}))
+    with pytest.raises(ValueError, match="config.json records them; got norm_layer=<class"):
+        fit(quick(colours, tmp_path / "c", model_kwargs={"norm_layer": nn.BatchNorm2d}))
+    argv = ["--model", "inception_v1_cifar", "--data", str(colours), "--model-kwargs", "widht_multiplier=0.5"]
+    assert command.main([*argv, "--output", str(tmp_path / "d")]) == 2  # an error in words, no traceback
+    assert "unknown argument(s) widht_multiplier (did you mean 'width_multiplier'" in capsys.readouterr().err
+
+
+def test_model_kwargs_and_decay_epochs_on_the_command_line_and_in_the_resume_command():
+    parser = command.build_parser()
+    argv = ["--model", "inception_v3", "--model-kwargs", "stem_stride=1", "stem_pool=False", "stem=conv_7x7",
+            "stem_widths=(16, 16, 32, 40, 96)", "--decay-epochs", "0.5", "--output", "old"]  # fmt: skip
+    config = command.config_from_args(parser.parse_args(argv))
+    assert config.model_kwargs == {"stem_stride": 1, "stem_pool": False, "stem": "conv_7x7",
+                                   "stem_widths": (16, 16, 32, 40, 96)}  # fmt: skip
+    assert config.decay_epochs == 0.5
+    assert command.config_from_args(parser.parse_args([])).model_kwargs == {}
+    again = shlex.split(command.resume_command("prog", argv, "out dir"))[1:]
+    assert command.config_from_args(parser.parse_args(again)) == replace(config, output="out dir", resume="out dir")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model-kwargs", "stem_stride"])  # no "=": a usage error
+    assert {"model_kwargs", "decay_epochs"} <= set(RESUME_MUST_MATCH) and "decay_epochs" in RECIPE_OVERRIDES
+    # a checkpoint from before these settings resumes: a missing setting is its default
+    old = {k: getattr(TrainConfig(), k) for k in RESUME_MUST_MATCH if k not in ("model_kwargs", "decay_epochs")}
+    check_resume_matches(old, asdict(TrainConfig()), "ignored")
+
+
+def test_decay_epochs_reaches_the_runs_schedule(colours, tmp_path):
+    # 96 images in batches of 16: 6 steps an epoch, so half an epoch is a decay every 3 steps, two per epoch
+    fit(quick(colours, tmp_path / "run", recipe="momentum_sgd", decay_epochs=0.5, lr=0.1, epochs=2, val_size=0))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["decay_epochs"] == saved["resolved_recipe"]["decay_epochs"] == 0.5
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["lr"] for row in rows] == pytest.approx([0.1 * 0.94**2, 0.1 * 0.94**4])

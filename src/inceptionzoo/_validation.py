@@ -21,6 +21,7 @@ __all__ = [
     "check_image_input",
     "check_known_names",
     "check_model_arguments",
+    "check_stem_strides",
     "replace_config",
 ]
 
@@ -129,6 +130,19 @@ def check_config_fields(config: Any) -> None:
     multiplier = getattr(config, "width_multiplier", 1.0)
     if not (math.isfinite(multiplier) and multiplier > 0):
         raise ValueError(f"width_multiplier must be a positive number, got {multiplier}")
+
+
+def check_stem_strides(config: Any) -> None:
+    """A config's ``stem_stride`` (1 or more) and ``stem_pool``, which only the non-CIFAR stems have: the ``"cifar"``
+    stem has its own strides, so values other than the defaults (2, True) there are an error, not ignored."""
+    if config.stem_stride < 1:
+        raise ValueError(f"stem_stride must be 1 or more, got {config.stem_stride}")
+    if config.stem == "cifar" and (config.stem_stride != 2 or not config.stem_pool):
+        raise ValueError(
+            f"stem_stride={config.stem_stride} and stem_pool={config.stem_pool} set the ImageNet stems' first stride "
+            "and pool; the 'cifar' stem has neither (stride 1, no first pool already): leave them at 2 and True, or "
+            "choose another stem"
+        )
 
 
 def autocast_enabled(x: torch.Tensor) -> bool:

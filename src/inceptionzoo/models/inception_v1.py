@@ -24,7 +24,7 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields
+from .._validation import check_config_fields, check_stem_strides
 from ..layers import ConvNormAct, GoogLeNetOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
@@ -186,6 +186,10 @@ class GoogLeNetConfig:
         stage_pools: max pools between the 28/14/7 grids (GoogLeNet); BN-Inception reduces with stride-2 modules.
         stem: ``"imagenet"`` (7x7/2 convolution and two max pools: 224 -> 28) or ``"cifar"`` (3x3 convolutions at
             stride 1 and one 2x max pool, so a 32x32 input reaches 3a/3b at 16x16, 4a-4e at 8x8, 5a/5b at 4x4).
+        stem_stride: stride of the ``"imagenet"`` stem's 7x7 convolution ``conv1`` (1 as in Section 9 of
+            arXiv 1512.00567 for low-resolution inputs); ``InceptionV3Config.stem_stride``'s meaning.
+        stem_pool: the ``"imagenet"`` stem's max pool after ``conv1`` (``maxpool1``); ``InceptionV3Config.stem_pool``'s
+            meaning. The ``"cifar"`` stem has its own strides: it refuses values other than the defaults of both.
         width_multiplier: scales every width (rounded to multiples of 8).
         last_pool_kernel: the pool before 5a: 3 in the paper, 2 in torchvision.
         aux_pool: ``"5x5/3"`` (the paper) or ``"adaptive"`` (torchvision) pooling in the auxiliary heads.
@@ -198,6 +202,8 @@ class GoogLeNetConfig:
     modules: tuple[tuple[Any, ...], ...] = GOOGLENET_MODULES
     stage_pools: bool = True
     stem: str = "imagenet"
+    stem_stride: int = 2
+    stem_pool: bool = True
     width_multiplier: float = 1.0
     last_pool_kernel: int = 3
     aux_pool: str = "5x5/3"
@@ -209,6 +215,7 @@ class GoogLeNetConfig:
             raise ValueError(f"norm must be 'lrn' or 'batchnorm', got {self.norm!r}")
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        check_stem_strides(self)
         if self.aux_pool not in ("5x5/3", "adaptive"):
             raise ValueError(f"aux_pool must be '5x5/3' or 'adaptive', got {self.aux_pool!r}")
         if self.reduction_pool not in ("padded", "caffe"):
@@ -256,8 +263,8 @@ class GoogLeNet(InceptionNet):
             self.conv1 = conv(in_chans, w(64), kernel_size=3, padding=1)
             self.maxpool1 = None
         else:
-            self.conv1 = conv(in_chans, w(64), kernel_size=7, stride=2, padding=3)
-            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.conv1 = conv(in_chans, w(64), kernel_size=7, stride=config.stem_stride, padding=3)
+            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True) if config.stem_pool else None
         self.lrn1 = lrn()
         self.conv2 = conv(w(64), w(64), kernel_size=1)
         self.conv3 = conv(w(64), w(192), kernel_size=3, padding=1)
@@ -312,8 +319,8 @@ class GoogLeNet(InceptionNet):
             self.aux1 = self.aux2 = None
 
         last_14 = "inception4d" if not config.stage_pools else "inception4e"
-        stem_reduction = 1 if cifar else 2
-        grid_reduction = 1 if cifar else 4
+        stem_reduction = 1 if cifar else config.stem_stride
+        grid_reduction = stem_reduction * (2 if self.maxpool1 is not None else 1)
         feature_info = [
             {"num_chs": w(64), "reduction": stem_reduction, "module": "conv1"},
             {"num_chs": w(192), "reduction": grid_reduction, "module": "lrn2" if use_lrn else "conv3"},

@@ -19,7 +19,7 @@ from torch.jit import Final
 
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model, register_model_aliases
-from .._validation import check_config_fields
+from .._validation import check_config_fields, check_stem_strides
 from ..layers import ConvNormAct, InceptionOutputs, conv_norm_act_factory, scale_width
 from ..sizes import spatial_output_size
 from ._base import CIFAR10_CFG, InceptionNet
@@ -366,7 +366,8 @@ class InceptionV3Config:
             convolution, Inception-v2 of rows 4-6) or ``"cifar"`` (the 3x3 stem at stride 1, padded, and only its
             second pool, so a 32x32 input reaches the 35x35-grid modules at 15x15, then 7x7 and 3x3).
         stem_stride: stride of the first convolution (1 for Section 9's low-resolution networks).
-        stem_pool: max-pool after the first convolutions (False for the 79x79 receptive-field network).
+        stem_pool: max-pool after the first convolutions (False for the 79x79 receptive-field network). The
+            ``"cifar"`` stem has its own strides: it refuses values other than the defaults of both.
         stem_widths: output channels of Conv2d_1a, 2a, 2b (the 7x7 stem uses the third), 3b and 4a.
         factorize_5x5: figure 5's two 3x3 convolutions (True) or figure 4's 5x5 in the 35x35 modules.
         factorize_nxn: figure 6's 1 x n and n x 1 pairs (True) or whole n x n convolutions on the 17x17 grid.
@@ -410,6 +411,7 @@ class InceptionV3Config:
             raise ValueError("feature_taps='fid' taps the two stem max pools: it needs stem_pool and a non-CIFAR stem")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        check_stem_strides(self)
         if self.grid_reduction not in GRID_REDUCTIONS:
             raise ValueError(f"grid_reduction must be one of {GRID_REDUCTIONS}, got {self.grid_reduction!r}")
         if len(self.stem_widths) != 5 or len(self.grid35_pool_features) != 3 or len(self.grid17_channels_7x7) != 4:

@@ -14,12 +14,18 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
+from timm.utils import ParseKwargs
+
 from .loop import TrainConfig, TrainingInterrupted, fit
 
 __all__ = ["build_parser", "config_from_args", "main", "resume_command"]
 
 _HELP = {
     "model": "registered model name, optionally with a weight tag (e.g. inception_v3.tv_in1k); default: %(default)s",
+    "model_kwargs": "builder arguments for the model, as key=value pairs (values read as Python literals, else as "
+    "strings), e.g. --model-kwargs factorize_nxn=False width_multiplier=0.5 or stem_stride=1 stem_pool=False; "
+    "recorded in the saved model's config.json, which rebuilds the same architecture (create_model's keyword "
+    "arguments; default none)",
     "data": "a folder with train/<class>/<images> (and val/ or test/), a folder with train/*.tar shards in the "
     "webdataset layout (and val/ or test/), a .tar.gz of an ImageFolder tree, or torchvision:ROOT for torchvision's "
     "CIFAR10 under ROOT",
@@ -41,6 +47,8 @@ _HELP = {
     "weight_decay": "weight decay, not applied to norms and biases (default: the recipe's)",
     "label_smoothing": "label smoothing of the training loss (default: the recipe's)",
     "warmup_epochs": "epochs of linear learning-rate warm-up (default: the recipe's)",
+    "decay_epochs": "the step schedule's decay interval in epochs, fractions too (the rate moves every step); only "
+    "for recipes with a step schedule (default: the recipe's)",
     "ema_decay": "decay of the weight average (EMA) that is evaluated and saved (default: the recipe's)",
     "ema": "keep a weight average (EMA) and evaluate and save it; --no-ema uses the trained weights themselves "
     "(default on when the recipe has one)",
@@ -103,6 +111,17 @@ _HELP = {
 }
 
 
+class _ParseKwargs(ParseKwargs):
+    """timm's ``--model-kwargs`` parsing (``key=value``, values through ``ast.literal_eval``), with a usage error
+    instead of a traceback for a pair without ``=``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        bad = [value for value in values if value and "=" not in value]
+        if bad:
+            parser.error(f"{option_string} takes key=value pairs, got {bad[0]!r}")
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _value_type(annotation: Any) -> type:
     """``int`` for ``int | None`` and so on: the type argparse converts an option's text to."""
     options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
@@ -130,7 +149,10 @@ def build_parser(
         if default != getattr(library_defaults, field.name) and "%(default)s" not in _HELP[field.name]:
             help_text += f" [default here: {default}]"  # a script's own default, which the text above cannot name
         kind = _value_type(field.type)
-        if kind is bool:
+        if typing.get_origin(field.type) is dict:
+            parser.add_argument(flag, nargs="*", action=_ParseKwargs, default=dict(default), help=help_text,
+                                metavar="KEY=VALUE")  # fmt: skip
+        elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             parser.add_argument(flag, type=kind, default=default, help=help_text, metavar=field.name.upper())

@@ -1,7 +1,7 @@
 """``TrainConfig``, a run's settings, and the rules that turn them into a recipe or refuse a resume."""
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -25,6 +25,7 @@ class TrainConfig:
     """Everything a run needs; ``None`` means "the recipe's value" (see ``inceptionzoo.train.recipes``)."""
 
     model: str = "inception_v1_cifar"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # builder arguments for every create_model call
     data: str = ""
     output: str = ""
     pretrained: bool = False
@@ -38,6 +39,7 @@ class TrainConfig:
     weight_decay: float | None = None
     label_smoothing: float | None = None
     warmup_epochs: float | None = None
+    decay_epochs: float | None = None
     ema_decay: float | None = None
     ema: bool = True
     clip_grad: float | None = None
@@ -86,14 +88,18 @@ class TrainConfig:
 RESUME_MUST_MATCH = (
     "model", "pretrained", "pretrained_file", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed",
     "grad_accum", "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits",
-    "whiten_stem", "lookahead",
+    "whiten_stem", "lookahead", "model_kwargs", "decay_epochs",
 )  # fmt: skip
 
 # settings that override the recipe's value of the same name when given
 RECIPE_OVERRIDES = (
-    "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "clip_grad", "momentum", "whiten_stem",
-    "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip", "translate_tta",
+    "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "decay_epochs", "clip_grad", "momentum",
+    "whiten_stem", "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip",
+    "translate_tta",
 )  # fmt: skip
+
+
+STEP_RECIPES = tuple(name for name, recipe in RECIPES.items() if recipe.schedule == "step")
 
 
 def resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> Any:
@@ -113,6 +119,14 @@ def resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> An
     else:
         base = recipe_for(model)
     recipe = replace(base, **overrides)
+    if config.decay_epochs is not None:
+        if not config.decay_epochs > 0:
+            raise ValueError(f"--decay-epochs must be a positive number of epochs, got {config.decay_epochs}")
+        if recipe.schedule != "step":
+            raise ValueError(
+                f"--decay-epochs sets the step schedule's decay interval, but the {recipe.name} recipe's schedule is "
+                f"{recipe.schedule}; choose a step recipe with --recipe ({', '.join(STEP_RECIPES)}) or leave it out"
+            )
     # learning rates scale linearly with the global batch (Goyal et al., 2017) unless --lr is given
     lr = config.lr if config.lr is not None else base.lr * recipe.batch_size * world_size / base.batch_size
     return replace(recipe, lr=lr)
@@ -145,8 +159,10 @@ def saved_setting(resume: str, name: str) -> Any:
 
 def check_resume_matches(saved: dict[str, Any], resolved: dict[str, Any], resume: str) -> None:
     """Raise a ValueError naming every ``RESUME_MUST_MATCH`` setting in which the checkpoint's saved config
-    (``saved``) and this run's (``resolved``) differ."""
-    differs = [k for k in RESUME_MUST_MATCH if saved.get(k) != resolved.get(k)]
+    (``saved``) and this run's (``resolved``) differ. A setting that a checkpoint predates has its default."""
+    defaults = asdict(TrainConfig())
+    saved = {k: saved.get(k, defaults.get(k)) for k in RESUME_MUST_MATCH}
+    differs = [k for k in RESUME_MUST_MATCH if saved[k] != resolved.get(k)]
     if differs:
-        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {resolved.get(k)!r}" for k in differs)
+        details = ", ".join(f"{k}: checkpoint {saved[k]!r}, now {resolved.get(k)!r}" for k in differs)
         raise ValueError(f"cannot resume {find_checkpoint(resume)} with different settings ({details})")

@@ -195,6 +195,45 @@ def describe_trained_model(
     }  # fmt: skip
 
 
+# builder arguments the loop passes itself, each from its own setting
+_LOOP_MODEL_ARGUMENTS = {
+    "pretrained": "--pretrained",
+    "pretrained_file": "--pretrained-file",
+    "num_classes": "the data's class folders",
+    "aux_logits": "--aux-logits / --no-aux-logits",
+}
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value!r}" for key, value in kwargs.items())
+
+
+def _json_ready(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return all(_json_ready(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _json_ready(item) for key, item in value.items())
+    return isinstance(value, _JSON_SCALARS)
+
+
+def _check_model_kwargs(kwargs: Any) -> None:
+    """``--model-kwargs`` is a dict of builder arguments that the run's config.json and checkpoints can record
+    (numbers, strings, booleans, None, lists and dicts of them), none of which the loop sets from its own flags."""
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise ValueError(f"--model-kwargs must be a dict of argument names to values, got {kwargs!r}")
+    taken = [f"{key} (set by {_LOOP_MODEL_ARGUMENTS[key]})" for key in kwargs if key in _LOOP_MODEL_ARGUMENTS]
+    if taken:
+        raise ValueError(f"--model-kwargs cannot set {', '.join(taken)}")
+    odd = [f"{key}={value!r}" for key, value in kwargs.items() if not _json_ready(value)]
+    if odd:
+        raise ValueError(
+            f"--model-kwargs values must be numbers, strings, booleans, None, or lists and dicts of them, so that the "
+            f"run's config.json records them; got {', '.join(odd)} (name a layer by its string, e.g. "
+            "norm_layer='batchnorm2d')"
+        )
+
+
 class Run:
     """One training run, as named steps: set up (model, data, recipe, optimizer, restore), then per epoch train,
     validate and checkpoint, then test and save. ``probe.fit_frozen`` runs ``--freeze`` through the same steps."""
@@ -236,9 +275,18 @@ class Run:
                 f"{self.output} already holds a run; pass --resume {self.output} to continue it, or choose another "
                 "--output"
             )
+        _check_model_kwargs(config.model_kwargs)
         # the model first (its input size and preprocessing decide the transforms), then the data
         with torch.device("meta"):  # its config only: no weights initialised, the real model is built below
-            probe_model = create_model(config.model, pretrained=False)
+            try:
+                probe_model = create_model(config.model, pretrained=False, **config.model_kwargs)
+            except (TypeError, ValueError) as error:
+                if not config.model_kwargs:
+                    raise
+                # create_model's own words (the unknown name, the accepted ones), with the arguments given and as a
+                # ValueError, which the command line shows without a traceback
+                given = _kwargs_text(config.model_kwargs)
+                raise ValueError(f"cannot build {config.model} with --model-kwargs {given}: {error}") from error
         self.size = self._image_size(probe_model)
         self.recipe = resolve_recipe(config, probe_model, env.world_size)
         self.splits = self._open_data(probe_model)
@@ -258,8 +306,9 @@ class Run:
         torch.manual_seed(config.seed)
         weights = {"pretrained_file": config.pretrained_file} if config.pretrained_file is not None else {}
         self.model = create_model(
-            config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux, **weights
-        )
+            config.model, pretrained=config.pretrained, num_classes=len(self.splits.classes), **aux, **weights,
+            **config.model_kwargs,
+        )  # fmt: skip
         self.model.pretrained_cfg = {**self.model.pretrained_cfg, "label_names": list(self.splits.classes)}
         self.autocast_dtype = autocast_dtype(config.amp, env.device)
 
@@ -301,7 +350,7 @@ class Run:
         from .. import create_model
 
         with torch.device("meta"):
-            with_aux = create_model(name, aux_logits=True)
+            with_aux = create_model(name, aux_logits=True, **self.config.model_kwargs)
         minimum, features = with_aux.min_input_size[-1], with_aux.features_min_size[-1]
         if self.size < minimum:
             why = f"on by default from scratch with the {self.recipe.name} recipe" if default else "--aux-logits"
@@ -484,8 +533,12 @@ class Run:
         its start, with the same data order and augmentation as an uninterrupted run)."""
         if self.config.resume is None:
             return 0, 0.0
-        state = load_training_state(self.config.resume, model, ema.module if ema is not None else None)
-        check_resume_matches(state["config"], resolved, self.config.resume)
+        resume = self.config.resume
+
+        def same_settings(state: dict[str, Any]) -> None:  # before the weights: a setting named, not a tensor
+            check_resume_matches(state["config"], resolved, resume)
+
+        state = load_training_state(resume, model, ema.module if ema is not None else None, check_state=same_settings)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if grad_scaler is not None and "grad_scaler" in state:

@@ -122,7 +122,10 @@ def _cached_features(run: Any, split_name: str, loader: Any) -> tuple[torch.Tens
                                                                   "interpolation")}  # fmt: skip
     key = cache_key("features", config.model, config.pretrained, _fingerprint(run.model), split_name, run.size,
                     preprocessing, list(run.splits.classes), env.rank, env.world_size,
-                    _data_fingerprint(loader))  # fmt: skip
+                    _data_fingerprint(loader),
+                    # builder arguments can change the features and not the weights (a stem stride); none keeps
+                    # the keys of the runs before --model-kwargs
+                    *([config.model_kwargs] if config.model_kwargs else []))  # fmt: skip
     cache = Path(run.cache_dir) / f"{key}.pt"
     if read_entry(cache):
         try:

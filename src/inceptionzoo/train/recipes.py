@@ -4,6 +4,7 @@ Every piece is built by a library factory (timm's ``create_optimizer_v2``, ``cre
 ``ModelEmaV3``; torch's ``CrossEntropyLoss(label_smoothing=...)``), so nothing here reimplements training maths.
 """
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -295,7 +296,8 @@ def create_scheduler(
     """The recipe's learning-rate schedule, from timm's factory.
 
     Without ``updates_per_epoch`` call ``scheduler.step(epoch)`` once per epoch; with it the rate moves every step
-    (``scheduler.step_update(num_updates)``), which matters when a run is only a few epochs long.
+    (``scheduler.step_update(num_updates)``), which matters when a run is only a few epochs long, and a fractional
+    ``decay_epochs`` decays at the first step at or after each multiple of it.
     """
     from timm.scheduler import create_scheduler_v2
 
@@ -317,6 +319,12 @@ def create_scheduler(
         step_on_epochs=updates_per_epoch == 0,
         updates_per_epoch=updates_per_epoch,
     )
+    if schedule == "step" and updates_per_epoch:
+        # timm's interval in steps is decay_epochs x updates_per_epoch in floating point, which can land just above a
+        # whole number (1.1 x 50 = 55.00000000000001) and decay a step late; a whole number of steps is kept whole
+        steps = recipe.decay_epochs * updates_per_epoch
+        if math.isclose(steps, round(steps)):
+            scheduler.decay_t = round(steps)
     return scheduler
 
 

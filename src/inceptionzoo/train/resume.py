@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +214,25 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_training_state(
-    checkpoint: str | os.PathLike, model: nn.Module, ema: nn.Module | None = None
+    checkpoint: str | os.PathLike,
+    model: nn.Module,
+    ema: nn.Module | None = None,
+    check_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Load the weights of ``checkpoint`` into ``model`` (and ``ema``) and return its ``state`` dictionary, with
     the checks of every other loader: unreadable files, NaN / infinite weights and pickles that would run code
-    are errors naming the file."""
+    are errors naming the file. ``check_state(state)`` runs before the weights are read, so that a run resumed with
+    other settings (another architecture) hears which settings differ rather than which weights do not fit."""
     from ..checkpoint import check_state_dict_fits, load_state_dict, read_pickled
 
     checkpoint = find_checkpoint(checkpoint)
+    state = read_pickled(checkpoint / "state.pt")
+    missing = [key for key in ("epoch", "train_seconds", "config", "optimizer", "scheduler")
+               if not isinstance(state, dict) or key not in state]  # fmt: skip
+    if missing:
+        raise CheckpointMismatchError(f"{checkpoint / 'state.pt'} is not a training state: no {', '.join(missing)}")
+    if check_state is not None:
+        check_state(state)
     weights = load_state_dict(checkpoint / "model.safetensors")
     check_state_dict_fits(model, weights, source=str(checkpoint / "model.safetensors"))
     if ema is not None:
@@ -229,11 +241,6 @@ def load_training_state(
             raise FileNotFoundError(f"{checkpoint} has no ema.safetensors, but this run averages weights (EMA)")
         ema_weights = load_state_dict(ema_file)
         check_state_dict_fits(ema, ema_weights, source=str(ema_file))
-    state = read_pickled(checkpoint / "state.pt")
-    missing = [key for key in ("epoch", "train_seconds", "config", "optimizer", "scheduler")
-               if not isinstance(state, dict) or key not in state]  # fmt: skip
-    if missing:
-        raise CheckpointMismatchError(f"{checkpoint / 'state.pt'} is not a training state: no {', '.join(missing)}")
     model.load_state_dict(weights)
     if ema is not None:
         ema.load_state_dict(ema_weights)
