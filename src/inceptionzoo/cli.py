@@ -229,9 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_cache.add_argument("--cache-dir", default=None, help="the cache folder (default: INCEPTIONZOO_CACHE, else "
                          "~/.cache/inceptionzoo/datasets)")  # fmt: skip
     p_cache.set_defaults(func=_cmd_cache)
-    # `inceptionzoo train|validate ...` go to inceptionzoo.train whole (see main); listed here for --help
+    # `inceptionzoo train|validate|ablate ...` go to inceptionzoo.train whole (see main); listed here for --help
     sub.add_parser("train", add_help=False, help="train or fine-tune a model (the train extra); see train --help")
     sub.add_parser("validate", add_help=False, help="top-1/top-5/loss/speed of a model on a dataset (the train extra)")
+    sub.add_parser("ablate", add_help=False, help="an ablation study, e.g. the Inception-v3 paper's Table 3 (the train "
+                   "extra); see ablate --help")  # fmt: skip
     return parser
 
 
@@ -245,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.validate import main as validate_main
 
         return validate_main(argv[1:], prog="inceptionzoo validate")
+    if argv[:1] == ["ablate"]:
+        from .train.ablate import main as ablate_main
+
+        return ablate_main(argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_help()

@@ -35,6 +35,9 @@ def spatial_output_size(module: nn.Module, size: int, dim: int) -> int:
     if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         k, s, p = (_pick(v, dim) for v in (module.kernel_size, module.stride or module.kernel_size, module.padding))
         return conv_output_size(size, k, s, p, module.ceil_mode)
+    if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):  # any input pools to its output size
+        target = _pick(module.output_size, dim)
+        return size if target is None else target
     if isinstance(module, nn.ConstantPad2d):  # ZeroPad2d is one too
         left, right, top, bottom = module.padding  # F.pad's order: last axis (width) first
         return size + (top + bottom if dim == 0 else left + right)

@@ -314,6 +314,8 @@ class InceptionAux(nn.Module):
     a 5x5 conv to 768 acting as the "fully connected" layer, and a linear classifier.
 
     ``fc_norm=True`` batch-normalizes that "fully connected" layer (Table 3's "BN-auxiliary", +0.4% top-1).
+    ``pool="adaptive"`` pools any grid to the 5x5 map that layer covers at 299x299 (a 17x17 grid's 5x5/3 pool),
+    for low-resolution input whose grid is too small for the 5x5/3 pool.
     """
 
     classifier_name = "fc"
@@ -326,9 +328,10 @@ class InceptionAux(nn.Module):
         fc_norm: bool = True,
         mid_chs: int = 128,
         fc_chs: int = 768,
+        pool: str = "5x5/3",
     ) -> None:
         super().__init__()
-        self.pool = nn.AvgPool2d(kernel_size=5, stride=3)
+        self.pool = nn.AvgPool2d(kernel_size=5, stride=3) if pool == "5x5/3" else nn.AdaptiveAvgPool2d(5)
         self.conv0 = conv_layer(in_chs, mid_chs, kernel_size=1)
         self.conv1 = conv_layer(mid_chs, fc_chs, kernel_size=5, **({} if fc_norm else {"norm_layer": None}))
         self.conv1.conv.stddev = 0.01
@@ -376,6 +379,8 @@ class InceptionV3Config:
         grid_reduction: ``"parallel"`` (figure 10), ``"pool_first"`` or ``"conv_first"`` (figure 9).
         width_multiplier: scales every width (rounded to multiples of 8).
         aux_fc_norm: batch-normalize the aux head's "fully connected" layer (Table 3's "BN-auxiliary").
+        aux_pool: the aux head's pool: ``"5x5/3"`` (the paper) or ``"adaptive"`` (to the 5x5 map the paper's pool
+            gives at 299x299, from any grid: the aux head at low resolution; ``GoogLeNetConfig.aux_pool`` alike).
         branch_pool: the pool of every 35x35, 17x17 and 8x8 module's pool branch (``BRANCH_POOLS``): ``"avg"``
             as in the reference model, ``"avg_exclude_pad"`` as in TensorFlow's graph that FID uses.
         final_branch_pool: the last module's (``Mixed_7c``) pool, where it differs (``"max"`` in the FID graph).
@@ -396,6 +401,7 @@ class InceptionV3Config:
     grid_reduction: str = "parallel"
     width_multiplier: float = 1.0
     aux_fc_norm: bool = True
+    aux_pool: str = "5x5/3"
     branch_pool: str = "avg"
     final_branch_pool: str | None = None
     feature_taps: str = "stages"
@@ -416,6 +422,8 @@ class InceptionV3Config:
             raise ValueError(f"grid_reduction must be one of {GRID_REDUCTIONS}, got {self.grid_reduction!r}")
         if len(self.stem_widths) != 5 or len(self.grid35_pool_features) != 3 or len(self.grid17_channels_7x7) != 4:
             raise ValueError("stem_widths has 5 widths, grid35_pool_features 3 and grid17_channels_7x7 4")
+        if self.aux_pool not in ("5x5/3", "adaptive"):
+            raise ValueError(f"aux_pool must be '5x5/3' or 'adaptive', got {self.aux_pool!r}")
         if self.nxn < 1 or self.nxn % 2 == 0:
             raise ValueError(f"nxn must be an odd kernel size, got {self.nxn}")
 
@@ -455,7 +463,10 @@ class InceptionV3(InceptionNet):
         # Table 3 row 7 factorizes the first 7x7 convolution into three 3x3 ones; rows 4-6 keep the 7x7.
         self.Conv2d_1a_7x7 = self.Conv2d_1a_3x3 = self.Conv2d_2a_3x3 = self.Conv2d_2b_3x3 = None
         if config.stem == "conv_7x7":
-            self.Conv2d_1a_7x7 = conv(in_chans, w2b, kernel_size=7, stride=config.stem_stride)
+            # at stride 1 a padding of 1 gives the grid of the three 3x3 convolutions it stands for (two unpadded,
+            # one padded), as the unpadded 7x7/2 does at stride 2 (147x147 from 299x299 either way)
+            padding = 1 if config.stem_stride == 1 else 0
+            self.Conv2d_1a_7x7 = conv(in_chans, w2b, kernel_size=7, stride=config.stem_stride, padding=padding)
         else:
             stride = 1 if cifar else config.stem_stride
             self.Conv2d_1a_3x3 = conv(in_chans, w1a, kernel_size=3, stride=stride, padding=pad)
@@ -500,7 +511,13 @@ class InceptionV3(InceptionNet):
         grid17_chs = self.Mixed_6e.out_chs
         self.AuxLogits = (
             InceptionAux(
-                grid17_chs, num_classes, conv_layer=conv, fc_norm=config.aux_fc_norm, mid_chs=w(128), fc_chs=w(768)
+                grid17_chs,
+                num_classes,
+                conv_layer=conv,
+                fc_norm=config.aux_fc_norm,
+                mid_chs=w(128),
+                fc_chs=w(768),
+                pool=config.aux_pool,
             )
             if aux_logits
             else None
