@@ -79,6 +79,40 @@ def write_photos(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
     return root
 
 
+def encode(image: Image.Image, suffix: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format={"jpg": "JPEG", "png": "PNG", "gif": "GIF"}[suffix])
+    return buffer.getvalue()
+
+
+def write_shards(folder: Path, samples: list[tuple[str, bytes, int]], shards: int) -> list[Path]:
+    """Tar shards in the webdataset layout: ``key.jpg`` + ``key.cls`` per sample, dealt round-robin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"shard-{i:04d}.tar" for i in range(shards)]
+    for shard, path in enumerate(paths):
+        with tarfile.open(path, "w") as archive:
+            for name, data, label in samples[shard::shards]:
+                for member, payload in ((name, data), (f"{name.rsplit('.', 1)[0]}.cls", str(label).encode())):
+                    info = tarfile.TarInfo(member)
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+    return paths
+
+
+def write_photo_shards(root: Path, splits: dict[str, tuple[int, int]], seed: int = 1) -> Path:
+    """``splits[split] = (photos, shards)``: photos of three noisy colours, mixed sizes, modes and formats, as tar
+    shards under ``root/<split>``, with ``classes.txt``."""
+    rng = np.random.default_rng(seed)
+    for split, (count, parts) in splits.items():
+        samples = []
+        for n in range(count):
+            image, suffix = photo(rng, COLOURS[n % 3], MODES[n % len(MODES)])
+            samples.append((f"{split}/{n:05d}.{suffix}", encode(image, suffix), n % 3))
+        write_shards(root / split, samples, parts)
+    (root / "classes.txt").write_text("red\ngreen\nblue\n")
+    return root
+
+
 def write_squares(
     root: Path, counts: dict[str, int], colours: tuple = COLOURS, seed: int = 0, suffix: str = "png"
 ) -> Path:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inceptionzoo
-from conftest import write_squares
+from conftest import write_photo_shards, write_squares
 from inceptionzoo.train import loop
 from inceptionzoo.train import study as study_module
 from inceptionzoo.train.ablate import main as ablate_main
@@ -332,3 +332,36 @@ def test_a_study_under_torchrun_distributes_each_run_over_two_processes(squares,
     assert result.stdout.count("seed 0: top-1 error") == 2  # one line per run, from rank 0 only
     report = json.loads((tmp_path / "study" / "report.json").read_text())
     assert [len(row["top1_errors"]) for row in report["arms"]] == [1, 1]
+
+
+@pytest.mark.xdist_group("torchrun")  # one torchrun job at a time on the machine
+@pytest.mark.slow
+def test_the_full_scale_table3_command_runs_end_to_end_on_tiny_shards(tmp_path):
+    """docs/ablation.md's ImageNet command, on a tiny shard dataset: the eight full-size networks at their own input
+    sizes (224 and 299), the paper's recipes, two processes, every run distributed and reported."""
+    data = write_photo_shards(tmp_path / "shards", {"train": (8, 2), "val": (4, 2)})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "inceptionzoo.train.ablate", "--study", "table3", "--data", str(data),
+               "--output", str(tmp_path / "study"), "--epochs", "1", "--seeds", "1", "--eval-test",
+               "--set", "batch_size=2", "workers=0", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    # the limit is a bound on a hang, not a speed claim
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((tmp_path / "study" / "runs").glob("*/seed0"))
+    assert len(runs) == 8
+    for run, arm in zip(runs, TABLE3, strict=True):
+        config = json.loads((run / "config.json").read_text())
+        summary = json.loads((run / "summary.json").read_text())
+        recipe = config["resolved_recipe"]
+        assert config["model"] == arm.model and config["model_kwargs"] == {} and summary["world_size"] == 2
+        assert summary["image_size"] == (224 if arm.model.startswith(("inception_v1", "bn_")) else 299)
+        # the paper's recipe: lr 0.045 per 32 images (scaled to the global batch of 4), 0.94 every 2 of 100 epochs
+        # (every 0.02 of this 1-epoch budget), clipping 2.0, parameter averaging, the aux heads trained
+        assert recipe["lr"] == pytest.approx(0.045 * 4 / 32) and recipe["decay_epochs"] == pytest.approx(0.02)
+        assert (recipe["decay_rate"], recipe["clip_grad"], recipe["ema_decay"]) == (0.94, 2.0, 0.9999)
+        assert config["aux_logits"] is None and recipe["aux_logits"] is True
+        assert recipe["optimizer"] == ("momentum" if arm.recipe == "momentum_sgd" else "rmsproptf")
+    report = json.loads((tmp_path / "study" / "report.json").read_text())
+    assert [row["arm"] for row in report["arms"]] == [arm.name for arm in TABLE3]
+    assert all(len(row["top1_errors"]) == 1 and row["split"] == "test" for row in report["arms"])  # val/ as test/

@@ -18,7 +18,14 @@ from safetensors.torch import load_file
 from timm.data import create_transform, resolve_data_config
 
 import inceptionzoo
-from conftest import COLOURS, MODES, photo, relative_error, write_photos, write_squares
+from conftest import (
+    COLOURS,
+    relative_error,
+    write_photo_shards,
+    write_photos,
+    write_shards,
+    write_squares,
+)
 from inceptionzoo.train import loop, probe
 from inceptionzoo.train.data.folder import BadImageError, ImageFileDataset, list_image_folder
 from inceptionzoo.train.data.loaders import StreamLoader
@@ -31,26 +38,6 @@ from inceptionzoo.train.recipes import Recipe
 from inceptionzoo.train.validate import check_class_order, validate
 
 
-def encode(image: Image.Image, suffix: str) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format={"jpg": "JPEG", "png": "PNG", "gif": "GIF"}[suffix])
-    return buffer.getvalue()
-
-
-def write_shards(folder: Path, samples: list[tuple[str, bytes, int]], shards: int) -> list[Path]:
-    """Tar shards in the webdataset layout: ``key.jpg`` + ``key.cls`` per sample, dealt round-robin."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"shard-{i:04d}.tar" for i in range(shards)]
-    for shard, path in enumerate(paths):
-        with tarfile.open(path, "w") as archive:
-            for name, data, label in samples[shard::shards]:
-                for member, payload in ((name, data), (f"{name.rsplit('.', 1)[0]}.cls", str(label).encode())):
-                    info = tarfile.TarInfo(member)
-                    info.size = len(payload)
-                    archive.addfile(info, io.BytesIO(payload))
-    return paths
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """train/ 3 classes x 10 photos and val/ 3 x 4, mixed sizes, modes (RGB, L, RGBA, CMYK, P) and formats."""
@@ -60,16 +47,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     """The same kind of photos as tar shards: train/ 4 shards of 6, val/ 2 shards of 3, and classes.txt."""
-    root = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(1)
-    for split, count, parts in (("train", 24, 4), ("val", 6, 2)):
-        samples = []
-        for n in range(count):
-            image, suffix = photo(rng, COLOURS[n % 3], MODES[n % len(MODES)])
-            samples.append((f"{split}/{n:05d}.{suffix}", encode(image, suffix), n % 3))
-        write_shards(root / split, samples, parts)
-    (root / "classes.txt").write_text("red\ngreen\nblue\n")
-    return root
+    return write_photo_shards(tmp_path_factory.mktemp("shards"), {"train": (24, 4), "val": (6, 2)})
 
 
 def numbered_images(root: Path, count: int) -> list[tuple[str, int]]:
