@@ -3,6 +3,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,17 +67,25 @@ def photo(rng: np.random.Generator, colour: tuple[int, int, int], mode: str) -> 
     return image.convert(mode), "png" if mode in ("L", "RGBA") else "jpg"
 
 
-def write_photos(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
-    """``<split>/class<k>/NNN.<ext>`` photos of three noisy colours, ``per_class[split]`` of each class."""
+def _write_images(root: Path, counts: dict[str, int], colours: Any, seed: int, draw: Any) -> Path:
+    """``<split>/class<k>/NNN.<suffix>``: ``counts[split]`` images of each colour, ``draw(rng, colour, i)`` giving
+    each one and its suffix."""
     rng = np.random.default_rng(seed)
-    for split, count in per_class.items():
-        for label, colour in enumerate(COLOURS):
+    for split, count in counts.items():
+        for label, colour in enumerate(colours):
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                image, suffix = photo(rng, colour, MODES[i % len(MODES)])
+                image, suffix = draw(rng, colour, i)
                 image.save(folder / f"{i:03d}.{suffix}")
     return root
+
+
+def write_photos(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """``<split>/class<k>/NNN.<ext>`` photos of three noisy colours, ``per_class[split]`` of each class."""
+    return _write_images(
+        root, per_class, COLOURS, seed, lambda rng, colour, i: photo(rng, colour, MODES[i % len(MODES)])
+    )
 
 
 def encode(image: Image.Image, suffix: str) -> bytes:
@@ -114,19 +123,15 @@ def write_photo_shards(root: Path, splits: dict[str, tuple[int, int]], seed: int
 
 
 def write_squares(
-    root: Path, counts: dict[str, int], colours: tuple = COLOURS, seed: int = 0, suffix: str = "png"
+    root: Path, counts: dict[str, int], colours: Any = COLOURS, seed: int = 0, suffix: str = "png"
 ) -> Path:
     """``<split>/class<k>/NNN.<suffix>``: ``counts[split]`` noisy 32x32 squares of each colour (one size, so the
     training loop keeps them in memory; learnable in a few steps)."""
-    rng = np.random.default_rng(seed)
-    for split, count in counts.items():
-        for label, colour in enumerate(colours):
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:03d}.{suffix}")
-    return root
+
+    def square(rng: np.random.Generator, colour: tuple[int, int, int], i: int) -> tuple[Image.Image, str]:
+        return Image.fromarray(np.clip(rng.normal(colour, 60, (32, 32, 3)), 0, 255).astype(np.uint8)), suffix
+
+    return _write_images(root, counts, colours, seed, square)
 
 
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"

@@ -199,6 +199,32 @@ def test_the_fast_network_is_inception_modules_and_trains_with_its_recipe():
         inceptionzoo.create_model("inception_fast_cifar", branch_fractions=(0.5, 0.6, 0))
 
 
+def kernels(module: nn.Module) -> list[tuple[int, int]]:
+    return [m.kernel_size for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_the_fast_network_takes_factorized_3x3s_and_1x1_reductions():
+    """Two Inception design choices as config switches, for ablations: every 3x3 as 1x3 then 3x1 (figure 6 at
+    n = 3), a 1x1 reduction before each 3x3 branch (GoogLeNet's figure 2b); each makes the network cheaper."""
+    from inceptionzoo.complexity import count_macs
+
+    base = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 32, 32))
+    factorized = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 32, 32), factorize_3x3=True)
+    reduced = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 32, 32), reduction=0.5)
+    module = factorized.features[2].module_b
+    assert kernels(module.branch3x3) == [(1, 3), (3, 1)] and kernels(module.branch5x5) == [(1, 3), (3, 1)] * 2
+    assert kernels(reduced.features[2].module_b.branch3x3) == [(1, 1), (3, 3)]
+    assert kernels(reduced.features[2].module_b.branch5x5) == [(1, 1), (3, 3), (3, 3)]
+    assert reduced.features[2].module_b.branch3x3[0].conv.out_channels == 8  # half of the branch's 16
+    assert count_macs(factorized) < count_macs(base) and count_macs(reduced) < count_macs(base)
+    for model in (factorized, reduced):
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # the defaults build the network as before: the same layers, the same state-dict keys
+    assert kernels(base.features[2].module_b) == [(1, 1), (3, 3), (3, 3), (3, 3)]
+    with pytest.raises(ValueError, match="reduction is a share"):
+        inceptionzoo.create_model("inception_fast_cifar", reduction=1.5)
+
+
 def test_the_norm_after_the_pool_folds_only_where_its_scales_are_positive():
     from inceptionzoo.deploy.passes import fold_batchnorm
 

@@ -9,6 +9,15 @@ import inceptionzoo
 from inceptionzoo.train import RECIPES, create_ema, create_loss, create_optimizer, create_scheduler, recipe_for
 
 
+def rates_at(scheduler, optimizer, updates: tuple[int, ...]) -> dict[int, float]:
+    """The learning rate after ``scheduler.step_update`` at each of ``updates``."""
+    rates = {}
+    for update in updates:
+        scheduler.step_update(num_updates=update)
+        rates[update] = optimizer.param_groups[0]["lr"]
+    return rates
+
+
 @pytest.mark.parametrize(
     ("name", "recipe"),
     [
@@ -49,10 +58,7 @@ def test_per_step_schedule_keeps_the_papers_epoch_boundaries():
     recipe = recipe_for(inceptionzoo.create_model("inception_v3"))
     optimizer = create_optimizer(model, recipe)
     scheduler = create_scheduler(optimizer, recipe, updates_per_epoch=10)
-    rates = {}
-    for update in (0, 19, 20, 39, 40, 60):
-        scheduler.step_update(num_updates=update)
-        rates[update] = optimizer.param_groups[0]["lr"]
+    rates = rates_at(scheduler, optimizer, (0, 19, 20, 39, 40, 60))
     # 0.045, times 0.94 after every 2 epochs (20 updates), not before
     expected = {0: 0.045, 19: 0.045, 20: 0.045 * 0.94, 39: 0.045 * 0.94, 40: 0.045 * 0.94**2, 60: 0.045 * 0.94**3}
     assert rates == pytest.approx(expected)
@@ -107,10 +113,7 @@ def test_decay_epochs_overrides_the_step_interval_and_a_fraction_decays_at_its_s
     optimizer = create_optimizer(model, recipe)
     # 30 steps an epoch: a decay every 3 steps
     scheduler = create_scheduler(optimizer, recipe, updates_per_epoch=30)
-    rates = {}
-    for update in (0, 2, 3, 5, 6, 30):
-        scheduler.step_update(num_updates=update)
-        rates[update] = optimizer.param_groups[0]["lr"]
+    rates = rates_at(scheduler, optimizer, (0, 2, 3, 5, 6, 30))
     lr = recipe.lr
     assert rates == pytest.approx({0: lr, 2: lr, 3: lr * 0.94, 5: lr * 0.94, 6: lr * 0.94**2, 30: lr * 0.94**10})
     # timm's 1.1 x 50 steps is 55.00000000000001 in floating point: still a decay at step 55, not 56

@@ -33,23 +33,46 @@ def fast_inception_module(
     norm_layer: Any,
     act_layer: Any,
     last_plain: bool = False,
+    factorize_3x3: bool = False,
+    reduction: float = 0.0,
 ) -> nn.Module:
     """1x1, 3x3 and factorised-5x5 (3x3 then 3x3) branches, concatenated: ``fractions`` of ``out_chs`` each (a zero
     drops a branch; ``(0, 1, 0)`` is a plain 3x3 convolution). With ``last_plain`` each branch ends in a bare
-    convolution, for a group that pools before it normalises."""
+    convolution, for a group that pools before it normalises.
+
+    ``factorize_3x3`` makes every 3x3 a 1x3 then a 3x1 convolution (figure 6 of the Inception-v3 paper at n = 3, a
+    third cheaper); ``reduction`` puts a 1x1 convolution to that share of a spatial branch's width before it
+    (GoogLeNet's "3x3 reduce", figure 2b)."""
     widths = [round(out_chs * f) for f in fractions]
     widths[1] += out_chs - sum(widths)  # rounding goes to the 3x3 branch
     conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=act_layer, bias=False)
     last = partial(ConvNormAct, norm_layer=None, act_layer=None, bias=False) if last_plain else conv
+
+    def spatial(in_width: int, width: int, layer: Any) -> nn.Module:
+        if not factorize_3x3:
+            return layer(in_width, width, kernel_size=3, padding=1)
+        return nn.Sequential(
+            conv(in_width, width, kernel_size=(1, 3), padding=(0, 1)),
+            layer(width, width, kernel_size=(3, 1), padding=(1, 0)),
+        )
+
+    def branch(width: int, depth: int) -> nn.Module:
+        layers, channels = [], in_chs
+        if reduction > 0:
+            channels = max(8, round(width * reduction))
+            layers.append(conv(in_chs, channels, kernel_size=1))
+        for index in range(depth):
+            layers.append(spatial(channels, width, last if index == depth - 1 else conv))
+            channels = width
+        return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
     branches: dict[str, nn.Module] = {}
     if widths[0]:
         branches["branch1x1"] = last(in_chs, widths[0], kernel_size=1)
     if widths[1]:
-        branches["branch3x3"] = last(in_chs, widths[1], kernel_size=3, padding=1)
+        branches["branch3x3"] = branch(widths[1], depth=1)
     if widths[2]:
-        branches["branch5x5"] = nn.Sequential(
-            conv(in_chs, widths[2], kernel_size=3, padding=1), last(widths[2], widths[2], kernel_size=3, padding=1)
-        )
+        branches["branch5x5"] = branch(widths[2], depth=2)
     if len(branches) == 1:
         return next(iter(branches.values()))
     return ParallelBranches(**branches)
@@ -60,21 +83,31 @@ class InceptionConvGroup(nn.Sequential):
     second module with its own norms and activations. Pooling before the norm does the norm on a quarter of the map."""
 
     def __init__(
-        self, in_chs: int, out_chs: int, fractions: tuple[float, float, float], norm_layer: Any, act_layer: Any
+        self,
+        in_chs: int,
+        out_chs: int,
+        fractions: tuple[float, float, float],
+        norm_layer: Any,
+        act_layer: Any,
+        **module_options: Any,
     ) -> None:
         super().__init__()
-        self.module_a = fast_inception_module(in_chs, out_chs, fractions, norm_layer, act_layer, last_plain=True)
+        module = partial(fast_inception_module, fractions=fractions, norm_layer=norm_layer, act_layer=act_layer,
+                         **module_options)  # fmt: skip
+        self.module_a = module(in_chs, out_chs, last_plain=True)
         self.pool = nn.MaxPool2d(2)
         self.bn = norm_layer(out_chs)
         self.act = act_layer()
-        self.module_b = fast_inception_module(out_chs, out_chs, fractions, norm_layer, act_layer)
+        self.module_b = module(out_chs, out_chs)
 
 
 @dataclass(frozen=True)
 class FastInceptionConfig:
     """The widths of the three groups, the share of each module's channels per branch (1x1, 3x3, 3x3-3x3), the
     whitening convolution's kernel (its width is twice the patch's dimension), BatchNorm's momentum, the factor on the
-    logits, and whether convolutions start as identities (Dirac) in their first channels."""
+    logits, whether convolutions start as identities (Dirac) in their first channels, and two Inception design
+    choices for ablations: every 3x3 as 1x3 then 3x1 (``factorize_3x3``) and a 1x1 reduction before each 3x3
+    branch to ``reduction`` of its width (0: none)."""
 
     widths: tuple[int, int, int] = (64, 256, 256)
     branch_fractions: tuple[float, float, float] = (0.25, 0.5, 0.25)
@@ -82,6 +115,8 @@ class FastInceptionConfig:
     norm_momentum: float = 0.4
     logit_scale: float = 1 / 9
     identity_init: bool = True
+    factorize_3x3: bool = False
+    reduction: float = 0.0
 
     def __post_init__(self) -> None:
         check_config_fields(self)
@@ -93,6 +128,8 @@ class FastInceptionConfig:
                 f"branch_fractions gives the 1x1, 3x3 and 3x3-3x3 shares, non-negative and summing to 1, got "
                 f"{self.branch_fractions}"
             )
+        if not 0 <= self.reduction <= 1:
+            raise ValueError(f"reduction is a share of a branch's width, from 0 (none) to 1, got {self.reduction}")
         if self.whitening_kernel < 1:
             raise ValueError(f"whitening_kernel must be 1 or more, got {self.whitening_kernel}")
 
@@ -133,7 +170,8 @@ class FastInception(InceptionNet):
         ]
         channels = whitening_width
         for width in config.widths:
-            layers.append(InceptionConvGroup(channels, width, config.branch_fractions, norm, act))
+            options = {"factorize_3x3": config.factorize_3x3, "reduction": config.reduction}
+            layers.append(InceptionConvGroup(channels, width, config.branch_fractions, norm, act, **options))
             channels = width
         self.features = nn.Sequential(*layers)
         feature_info = [

@@ -411,9 +411,10 @@ def run_study(study: Study, say: Callable[[str], None] | None = None) -> list[Ar
 def collect_results(study: Study, seeds: int | None = None) -> list[ArmResult]:
     """The finished runs of every arm, read from their summaries (each (arm, seed) folder counted once), with each
     arm's parameters and multiply-adds counted on its trained model."""
-    seeds = seeds or study.seeds
-    saved = Path(study.output) / "study.json"
-    arm_epochs = json.loads(saved.read_text()).get("arm_epochs", {}) if saved.is_file() else {}
+    saved_file = Path(study.output) / "study.json"
+    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    arm_epochs = saved.get("arm_epochs", {})
+    seeds = seeds or max(study.seeds, saved.get("seeds", 0))  # a study's seeds may have grown since it began
     results = []
     for arm in study.arms:
         epochs = study.epochs or (arm_epochs.get(arm.name) or {}).get("epochs")

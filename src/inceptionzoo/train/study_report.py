@@ -175,7 +175,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The report as a Markdown table in Table 3's layout, with this study's figures and the paper's beside them."""
     head = (
         "| arm | change | seeds | top-1 err % (mean ± std) | 95% interval | Δ top-1 vs previous [95%] | "
-        "top-5 err % | params (M) | MACs (M) | train min | paper top-1 / top-5 err % | paper cost (Bn ops) |"
+        "top-5 err % (mean ± std) [95%] | params (M) | MACs (M) | train min | paper top-1 / top-5 err % | "
+        "paper cost (Bn ops) |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in rows:
@@ -186,17 +187,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         params = "-" if row["parameters"] is None else f"{row['parameters'] / 1e6:.2f}"
         macs = "-" if row["macs"] is None else f"{row['macs'] / 1e6:.0f}"
         minutes = "-" if row["train_minutes"] is None else f"{row['train_minutes']:.1f}"
+        top5 = _plus_minus(row["top5_error"])
+        if row["top5_error"] is not None and row["top5_error"]["half_width"] is not None:
+            top5 += " " + _bounds(row["top5_error"])
         lines.append(
             f"| {row['arm']} | {row['change']} | {row['seeds']} | {_plus_minus(row['top1_error'])} | "
-            f"{_bounds(row['top1_error'])} | {delta_text} | {_plus_minus(row['top5_error'])} | {params} | {macs} | "
-            f"{minutes} | {_paper(row, 'top1_error')} / {_paper(row, 'top5_error')} | {_paper(row, 'cost')} |"
+            f"{_bounds(row['top1_error'])} | {delta_text} | {top5} | {params} | {macs} | {minutes} | "
+            f"{_paper(row, 'top1_error')} / {_paper(row, 'top5_error')} | {_paper(row, 'cost')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 _CSV_FIELDS = ("arm", "change", "model", "recipe", "seeds", "epochs", "split", "top1_error_mean", "top1_error_std",
                "top1_error_ci_low", "top1_error_ci_high", "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high",
-               "delta_resolved", "top5_error_mean", "top5_error_std", "parameters", "macs", "train_minutes",
+               "delta_resolved", "top5_error_mean", "top5_error_std", "top5_error_ci_low", "top5_error_ci_high",
+               "parameters", "macs", "train_minutes",
                "paper_top1_error", "paper_top5_error", "paper_cost")  # fmt: skip
 
 
@@ -221,6 +226,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 "delta_resolved": row["delta_resolved"],
                 "top5_error_mean": top5.get("mean"),
                 "top5_error_std": top5.get("std"),
+                "top5_error_ci_low": None if top5.get("half_width") is None else top5["mean"] - top5["half_width"],
+                "top5_error_ci_high": None if top5.get("half_width") is None else top5["mean"] + top5["half_width"],
                 **{key: row[key] for key in ("parameters", "macs", "train_minutes")},
                 "paper_top1_error": paper.get("top1_error"),
                 "paper_top5_error": paper.get("top5_error"),
