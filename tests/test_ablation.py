@@ -339,7 +339,7 @@ def test_a_study_under_torchrun_distributes_each_run_over_two_processes(squares,
 def test_the_full_scale_table3_command_runs_end_to_end_on_tiny_shards(tmp_path):
     """docs/ablation.md's ImageNet command, on a tiny shard dataset: the eight full-size networks at their own input
     sizes (224 and 299), the paper's recipes, two processes, every run distributed and reported."""
-    data = write_photo_shards(tmp_path / "shards", {"train": (8, 2), "val": (4, 2)})
+    data = write_photo_shards(tmp_path / "shards", {"train": (4, 2), "val": (2, 2)})  # one step per rank
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "inceptionzoo.train.ablate", "--study", "table3", "--data", str(data),

@@ -82,12 +82,22 @@ def doc_id(path: Path) -> str:
 
 PYTHON_BLOCKS = [(doc_id(path), i, code) for path in DOCS for i, code in enumerate(code_blocks(path, "python"))]
 SETUP_COMMANDS = setup_commands()
-SHELL_BLOCKS = [
-    (doc_id(path), i, block)
-    for path in DOCS
-    for i, block in enumerate(code_blocks(path, "bash"))
-    if block.splitlines()[0] not in SETUP_COMMANDS
-]
+
+
+def _first_of_each(blocks: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The blocks with each distinct text once: a command shown on two pages (README and docs) runs once."""
+    seen: set[str] = set()
+    return [entry for entry in blocks if not (entry[2] in seen or seen.add(entry[2]))]
+
+
+SHELL_BLOCKS = _first_of_each(
+    [
+        (doc_id(path), i, block)
+        for path in DOCS
+        for i, block in enumerate(code_blocks(path, "bash"))
+        if block.splitlines()[0] not in SETUP_COMMANDS
+    ]
+)
 
 
 # --- the loopback Hub and the scratch folder ----------------------------------------------------------------------
