@@ -259,13 +259,12 @@ def _run_state(folder: Path, epochs: int) -> str:
 
 
 def _held_out(summary: dict[str, Any]) -> tuple[str, float, float] | None:
-    """(split, top-1 error, top-5 error) of a finished run: the test split when it was evaluated, else validation."""
-    if "test" in summary:
-        return "test", 100.0 - summary["test"]["top1"], 100.0 - summary["test"]["top5"]
-    final = summary.get("final", {})
-    if "val_top1" in final:
-        return "val", 100.0 - final["val_top1"], 100.0 - final["val_top5"]
-    return None
+    """(split, top-1 error, top-5 error) of a finished run, from the accuracy its saved model reports (the test
+    split when it was evaluated, else the last validation)."""
+    from .loop import Run
+
+    accuracy = Run._accuracy(summary, summary.get("final", {}))
+    return None if accuracy is None else (accuracy[0], 100.0 - accuracy[1], 100.0 - accuracy[2])
 
 
 class _StudyFile:
