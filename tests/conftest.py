@@ -134,6 +134,25 @@ def write_squares(
     return _write_images(root, counts, colours, seed, square)
 
 
+def crash_in_epoch(monkeypatch, config: Any, epoch: int = 2) -> None:
+    """Run the training ``config`` until epoch ``epoch`` (counted from 1) starts, then stop it as a crash would: the
+    epochs before it are saved."""
+    from inceptionzoo.train import loop
+
+    real_epoch, calls = loop.train_one_epoch, []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        loop.fit(config)
+    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+
+
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 

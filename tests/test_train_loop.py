@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 import inceptionzoo
-from conftest import realistic_batchnorm, write_squares
+from conftest import crash_in_epoch, realistic_batchnorm, write_squares
 from hub_server import HubServer
 from inceptionzoo.train import command, loop
 from inceptionzoo.train import resume as checkpoint_module
@@ -40,22 +40,6 @@ def quick(data: Path, output: Path, **changes) -> TrainConfig:
     settings = dict(data=str(data), output=str(output), cache_dir=str(output.parent / "cache"), val_size=16,
                     epochs=3, batch_size=16, threads=1, progress=False)  # fmt: skip
     return TrainConfig(**{**settings, **changes})
-
-
-def crash_in_second_epoch(monkeypatch, config: TrainConfig) -> None:
-    """Run ``config`` until its second epoch starts, then stop it as a crash would (the first epoch is saved)."""
-    real_epoch, calls = loop.train_one_epoch, []
-
-    def crashing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated crash")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_one_epoch", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        fit(config)
-    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -113,7 +97,7 @@ def test_a_compiled_run_trains_and_saves_the_plain_model(colours, tmp_path, monk
 @pytest.mark.slow
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(colours, tmp_path, monkeypatch):
     fit(quick(colours, tmp_path / "straight"))
-    crash_in_second_epoch(monkeypatch, quick(colours, tmp_path / "interrupted"))
+    crash_in_epoch(monkeypatch, quick(colours, tmp_path / "interrupted"))
     checkpoints = tmp_path / "interrupted" / "checkpoints"
     assert find_checkpoint(tmp_path / "interrupted").name == "epoch_0001"
     # as an earlier version named it (folders numbered from 0): such a run resumes all the same
@@ -238,7 +222,7 @@ def test_the_fast_recipe_trains_with_every_trick_and_resumes_exactly(colours, tm
     norm_scales = [value for key, value in weights.items() if key.endswith("bn.weight")]
     assert norm_scales and all(torch.equal(v, torch.ones_like(v)) for v in norm_scales)
 
-    crash_in_second_epoch(monkeypatch, quick(colours, tmp_path / "interrupted", **settings))
+    crash_in_epoch(monkeypatch, quick(colours, tmp_path / "interrupted", **settings))
     resumed = fit(quick(colours, tmp_path / "interrupted", **settings, resume=str(tmp_path / "interrupted")))
     assert resumed["test"] == full["test"]
     again = read_weights(tmp_path / "interrupted" / "model")
@@ -251,7 +235,7 @@ def test_model_kwargs_build_every_model_of_a_run_and_its_saved_model(colours, tm
     them before any weights are compared."""
     kwargs = {"factorize_nxn": False}
     settings = dict(model="inception_v3_cifar", model_kwargs=kwargs, epochs=2, val_size=0)
-    crash_in_second_epoch(monkeypatch, quick(colours, tmp_path / "run", **settings))
+    crash_in_epoch(monkeypatch, quick(colours, tmp_path / "run", **settings))
     run = tmp_path / "run"
     assert json.loads((run / "config.json").read_text())["model_kwargs"] == kwargs
     with pytest.raises(ValueError, match=r"model_kwargs: checkpoint \{'factorize_nxn': False\}, now \{\}"):

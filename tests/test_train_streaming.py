@@ -20,13 +20,14 @@ from timm.data import create_transform, resolve_data_config
 import inceptionzoo
 from conftest import (
     COLOURS,
+    crash_in_epoch,
     relative_error,
     write_photo_shards,
     write_photos,
     write_shards,
     write_squares,
 )
-from inceptionzoo.train import loop, probe
+from inceptionzoo.train import probe
 from inceptionzoo.train.data.folder import BadImageError, ImageFileDataset, list_image_folder
 from inceptionzoo.train.data.loaders import StreamLoader
 from inceptionzoo.train.data.shards import ShardError, TarShardDataset, index_shards
@@ -270,18 +271,7 @@ def test_transforms_are_the_papers_crop_and_the_weights_preprocessing():
 @pytest.mark.slow
 def test_resume_of_a_streamed_run_equals_an_uninterrupted_one(photos, tmp_path, monkeypatch):
     fit(quick(photos, tmp_path / "straight", epochs=3, workers=1, ema=False))
-    real_epoch, calls = loop.train_one_epoch, []
-
-    def crash_in_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated crash")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_one_epoch", crash_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        fit(quick(photos, tmp_path / "cut", epochs=3, workers=1, ema=False))
-    monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
+    crash_in_epoch(monkeypatch, quick(photos, tmp_path / "cut", epochs=3, workers=1, ema=False), epoch=3)
     fit(quick(photos, tmp_path / "cut", epochs=3, workers=1, ema=False, resume=str(tmp_path / "cut")))
     straight = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
