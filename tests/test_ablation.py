@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -77,6 +78,8 @@ def test_a_two_arm_study_runs_and_writes_its_table_and_plot(squares, tmp_path):
     assert sorted((c["model_kwargs"]["width_multiplier"], c["seed"]) for c in configs) == [
         (0.125, 0), (0.125, 1), (0.25, 0), (0.25, 1)
     ]  # fmt: skip
+    # a finished run keeps one checkpoint (enough to resume), not the training default of two
+    assert all(c["keep_checkpoints"] == 1 for c in configs)
 
 
 def test_a_study_killed_mid_run_resumes_only_what_is_missing(squares, tmp_path, monkeypatch):
@@ -127,9 +130,21 @@ def test_a_restart_with_other_settings_is_refused_but_more_seeds_are_added(squar
     with pytest.raises(ValueError, match="holds a study with other settings.*epochs: folder 1, now 2"):
         run_study(tiny_study(squares, tmp_path / "study", seeds=1, epochs=2,
                              arms=[Arm("one", TINY, {"width_multiplier": 0.125})]))  # fmt: skip
-    more_seeds = tiny_study(squares, tmp_path / "study", seeds=2, arms=[Arm("one", TINY, {"width_multiplier": 0.125})])
+    with pytest.raises(ValueError, match="data: folder 'squares.*', now 'other'"):
+        other = tmp_path / "other"
+        shutil.copytree(squares, other)
+        run_study(tiny_study(other, tmp_path / "study", seeds=1, arms=[Arm("one", TINY, {"width_multiplier": 0.125})]))
+    # the same data in another place (a study folder copied to another machine) goes on, and more seeds are added;
+    # also from a folder written before study files recorded the data's name instead of its whole path
+    saved = json.loads((tmp_path / "study" / "study.json").read_text())
+    saved["definition"]["data"] = f"/an/old/machine/{squares.name}"
+    (tmp_path / "study" / "study.json").write_text(json.dumps(saved))
+    moved = tmp_path / "elsewhere" / squares.name
+    shutil.copytree(squares, moved)
+    more_seeds = tiny_study(moved, tmp_path / "study", seeds=2, arms=[Arm("one", TINY, {"width_multiplier": 0.125})])
     results = run_study(more_seeds, say=lambda line: None)
     assert results[0].seeds_done == [0, 1]
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["data_path"] == str(moved.resolve())
 
 
 def test_a_wall_clock_budget_measures_each_arm_once_and_keeps_its_epochs(squares, tmp_path, monkeypatch):

@@ -190,13 +190,23 @@ class Study:
         """What a restarted study must share with the one that made its folder (the seeds may grow)."""
         return {
             "arms": [asdict(arm) for arm in self.arms],
-            "data": str(Path(self.data).resolve()) if not self.data.startswith("torchvision:") else self.data,
+            "data": _data_name(self.data),
             "epochs": self.epochs,
             "budget_minutes": self.budget_minutes,
             "model_kwargs": self.model_kwargs,
             "settings": self.settings,
             "compress_schedule": self.compress_schedule,
         }
+
+
+def _data_name(data: str) -> str:
+    """The data as a study folder records it for matching: its file or folder name (a study copied to a machine where
+    the data lies elsewhere goes on), or the ``torchvision:`` name."""
+    return data if data.startswith("torchvision:") else Path(_data_path(data)).name
+
+
+def _data_path(data: str) -> str:
+    return data if data.startswith("torchvision:") else str(Path(data).resolve())
 
 
 def _check_settings(where: str, settings: dict[str, Any]) -> None:
@@ -231,7 +241,8 @@ def _base_recipe(arm: Arm) -> Any:
 
 def run_config(study: Study, arm: Arm, seed: int, epochs: int) -> TrainConfig:
     """The ``TrainConfig`` of one (arm, seed) run: the study's shared settings, then the arm's own."""
-    settings = {"progress": False, **study.settings, **arm.settings}
+    # one checkpoint is enough to resume a cut run; a study's many finished runs need no more
+    settings = {"progress": False, "keep_checkpoints": 1, **study.settings, **arm.settings}
     recipe = _base_recipe(arm)
     if study.compress_schedule and recipe.schedule == "step" and "decay_epochs" not in settings:
         settings["decay_epochs"] = recipe.decay_epochs * epochs / recipe.epochs
@@ -273,12 +284,18 @@ class _StudyFile:
     def __init__(self, study: Study) -> None:
         self.path = Path(study.output) / "study.json"
         self.study = study
-        self.state: dict[str, Any] = {"definition": study.definition(), "seeds": study.seeds, "arm_epochs": {}}
+        self.state: dict[str, Any] = {
+            "definition": study.definition(),
+            "seeds": study.seeds,
+            "arm_epochs": {},
+            "data_path": _data_path(study.data),
+        }
         if self.path.is_file():
             saved = json.loads(self.path.read_text())
             if not isinstance(saved, dict) or "definition" not in saved:
                 raise ValueError(f"{self.path} is not a study file")
-            old, new = saved["definition"], self.state["definition"]
+            old, new = dict(saved["definition"]), self.state["definition"]
+            old["data"] = _data_name(str(old.get("data", "")))  # older folders recorded the whole path
             differs = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
             if differs:
                 details = "; ".join(f"{key}: folder {old.get(key)!r}, now {new.get(key)!r}" for key in differs)
