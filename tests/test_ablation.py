@@ -270,13 +270,18 @@ def test_the_command_line_runs_a_study_file_and_rewrites_the_report(squares, tmp
         (["--arms", TINY, "--epochs", "1", "--set", "batch_sise=4"], "did you mean 'batch_size'"),
         (["--arms", TINY, "--epochs", "1", "--set", "seed=3"], "seed are set by the study itself"),
         (["--arms", TINY], "no budget"),
+        (["--arms", TINY, "--epochs", "1", "--set", "batch_size"], "--set takes key=value pairs, got 'batch_size'"),
         (["--arms", "inception_v1_cifar:width"], "is not key=value"),
         (["--study", "table4", "--epochs", "1"], "unknown study 'table4'; built in: table3"),
         (["--arms", TINY, TINY, "--epochs", "1"], "arm names must be distinct"),
     ],
 )
 def test_command_line_mistakes_are_explained(squares, tmp_path, capsys, argv, message):
-    assert ablate_main([*argv, "--data", str(squares), "--output", str(tmp_path / "s")]) == 2
+    try:
+        code = ablate_main([*argv, "--data", str(squares), "--output", str(tmp_path / "s")])
+    except SystemExit as exit_:  # argparse's usage errors exit with 2 as well
+        code = exit_.code
+    assert code == 2
     assert message in capsys.readouterr().err
 
 

@@ -12,26 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .command import KeyValuePairs
 from .loop import TrainingInterrupted
 from .study import ADAPTATIONS, STUDIES, Study, arm_from_spec, collect_results, load_study_file, run_study, study_arms
 from .study_report import write_report
 
 __all__ = ["build_parser", "main", "study_from_args"]
-
-
-class _KeyValues(argparse.Action):
-    """``key=value`` pairs into a dict, values read as Python literals (as timm's ``ParseKwargs``)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
-        from .study import _literal
-
-        pairs = dict(getattr(namespace, self.dest) or {})
-        for item in values:
-            key, equals, value = item.partition("=")
-            if not equals:
-                parser.error(f"{option_string}: {item!r} is not key=value")
-            pairs[key.replace("-", "_")] = _literal(value)
-        setattr(namespace, self.dest, pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper's Section 9 does (first convolution at stride 1, no max pool after it), each network "
                         "keeping its own stem (default: %(default)s)")  # fmt: skip
     parser.add_argument("--width-multiplier", type=float, help="scale every arm's widths (the same for all)")
-    parser.add_argument("--model-kwargs", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE",
+    parser.add_argument("--model-kwargs", nargs="+", action=KeyValuePairs, default={}, metavar="KEY=VALUE",
                         help="builder arguments for every arm, e.g. drop_rate=0.2")  # fmt: skip
-    parser.add_argument("--set", nargs="+", action=_KeyValues, default={}, metavar="KEY=VALUE", dest="settings",
+    parser.add_argument("--set", nargs="+", action=KeyValuePairs, default={}, metavar="KEY=VALUE", dest="settings",
                         help="`inceptionzoo train` settings for every arm, by their names, e.g. batch_size=128 "
                         "amp=bf16 val_size=0 eval_test=True")  # fmt: skip
     parser.add_argument("--image-size", type=int, help="train and evaluate every arm at this size")

@@ -111,9 +111,9 @@ _HELP = {
 }
 
 
-class _ParseKwargs(ParseKwargs):
-    """timm's ``--model-kwargs`` parsing (``key=value``, values through ``ast.literal_eval``), with a usage error
-    instead of a traceback for a pair without ``=``."""
+class KeyValuePairs(ParseKwargs):
+    """timm's ``--model-kwargs`` parsing (``key=value``, values through ``ast.literal_eval``, else the text), with a
+    usage error instead of a traceback for a pair without ``=``; ``train`` and ``ablate`` read their pairs with it."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
         bad = [value for value in values if value and "=" not in value]
@@ -150,7 +150,7 @@ def build_parser(
             help_text += f" [default here: {default}]"  # a script's own default, which the text above cannot name
         kind = _value_type(field.type)
         if typing.get_origin(field.type) is dict:
-            parser.add_argument(flag, nargs="*", action=_ParseKwargs, default=dict(default), help=help_text,
+            parser.add_argument(flag, nargs="*", action=KeyValuePairs, default=dict(default), help=help_text,
                                 metavar="KEY=VALUE")  # fmt: skip
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
