@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from .recipes import RECIPES, recipe_for
-from .resume import find_checkpoint
+from .resume import find_checkpoint, run_folder_of
 
 __all__ = [
     "RECIPE_OVERRIDES",
@@ -134,7 +134,7 @@ def resolve_recipe(config: TrainConfig, model: nn.Module, world_size: int) -> An
 
 def refuse_finished_run(resume: str) -> None:
     """A ``--resume`` of a run that trained all its epochs and wrote its summary is an error saying so."""
-    run_folder = find_checkpoint(resume).parent.parent
+    run_folder = run_folder_of(resume)
     try:
         summary = json.loads((run_folder / "summary.json").read_text())
         done, epochs = summary["final"]["epoch"], summary["epochs"]
@@ -151,7 +151,7 @@ def refuse_finished_run(resume: str) -> None:
 def saved_setting(resume: str, name: str) -> Any:
     """The value of setting ``name`` in the config.json of the run that ``resume`` names (None when unreadable)."""
     try:
-        saved = json.loads((find_checkpoint(resume).parent.parent / "config.json").read_text())
+        saved = json.loads((run_folder_of(resume) / "config.json").read_text())
     except (OSError, ValueError):
         return None
     return saved.get(name) if isinstance(saved, dict) else None

@@ -195,6 +195,11 @@ def _pointed(pointer: Path) -> str:
     return name
 
 
+def run_folder_of(checkpoint: str | os.PathLike) -> Path:
+    """The run folder (``<run>/checkpoints/epoch_N``'s ``<run>``) of the checkpoint that ``checkpoint`` names."""
+    return find_checkpoint(checkpoint).parent.parent
+
+
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """The checkpoint folder ``path`` names: a checkpoint itself, a checkpoints folder, or a run's output folder.
     A ``latest`` pointer that is not valid, or names anything but a folder beside it, is an error naming it."""
