@@ -336,11 +336,22 @@ def test_the_report_leaves_out_unfinished_runs(squares, tmp_path):
 @pytest.mark.xdist_group("torchrun")  # one torchrun job at a time on the machine
 @pytest.mark.slow
 def test_a_study_under_torchrun_distributes_each_run_over_two_processes(squares, tmp_path):
+    """Two processes, a wall-clock budget: each arm's speed is measured once over both ranks (on a clock that reads
+    one second per timed call, so the figure is exact), and each run is distributed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    study = tmp_path / "ablate_with_a_fake_clock.py"
+    study.write_text(
+        "import itertools, sys, types\n"
+        "import inceptionzoo.train.study as study\n"
+        "ticks = itertools.count()\n"
+        "study.time = types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))\n"
+        "from inceptionzoo.train.ablate import main\n"
+        "sys.exit(main())\n"
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "inceptionzoo.train.ablate", "--arms", f"{TINY}:width_multiplier=0.125",
+               str(study), "--arms", f"{TINY}:width_multiplier=0.125",
                f"{TINY}:width_multiplier=0.25", "--data", str(squares), "--output", str(tmp_path / "study"),
-               "--epochs", "1", "--seeds", "1", "--set", "batch_size=6", "val_size=0", "amp=none",
+               "--budget-minutes", "0.06", "--seeds", "1", "--set", "batch_size=6", "val_size=0", "amp=none",
                f"cache_dir={tmp_path / 'cache'}", "--eval-test"]  # fmt: skip
     # the limit is a bound on a hang, not a speed claim
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
@@ -350,6 +361,10 @@ def test_a_study_under_torchrun_distributes_each_run_over_two_processes(squares,
     assert all(s["world_size"] == 2 and s["replicas_identical"] is True for s in summaries)
     assert all(s["train_images"] == 36 and s["test"]["images"] == 12 for s in summaries)
     assert result.stdout.count("seed 0: top-1 error") == 2  # one line per run, from rank 0 only
+    # 3 steps of 6 images per rank: 2 to warm up, then 1 timed step on each rank, 12 images in one (fake) second;
+    # 0.06 minutes of 12 images/s is 1.2 epochs of 36 images, so 1 (counting each rank's images twice gave 2)
+    measured = json.loads((tmp_path / "study" / "study.json").read_text())["arm_epochs"]
+    assert [(m["images_per_second"], m["epochs"]) for m in measured.values()] == [(12.0, 1), (12.0, 1)]
     report = json.loads((tmp_path / "study" / "report.json").read_text())
     assert [len(row["top1_errors"]) for row in report["arms"]] == [1, 1]
 

@@ -357,16 +357,15 @@ def measure_epochs(config: TrainConfig, minutes: float, env: Distributed, steps:
             return time.perf_counter() - started, stats.images
 
         train(2)  # warm-up: the first steps allocate and pick kernels
-        seconds, images = train(steps)
+        seconds, images = train(steps)  # images: every rank's, summed (train_one_epoch's totals are all-reduced)
         if images == 0:
             raise ValueError(f"{config.model}: too few training images to time a step")
-        per_rank = images / seconds
         train_images = run.splits.train_images
     finally:
         run.close_data()
-    epoch_seconds = train_images / (per_rank * env.world_size)
-    epochs = max(1, math.floor(minutes * 60 / epoch_seconds))
-    return {"epochs": epochs, "images_per_second": per_rank * env.world_size, "train_images": train_images}
+    images_per_second = images / seconds
+    epochs = max(1, math.floor(minutes * 60 * images_per_second / train_images))
+    return {"epochs": epochs, "images_per_second": images_per_second, "train_images": train_images}
 
 
 def _arm_epochs(study: Study, arm: Arm, state: _StudyFile, env: Distributed, say: Callable[[str], None]) -> int:
