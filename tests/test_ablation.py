@@ -295,6 +295,18 @@ def test_model_specs_parse_literals_and_tuples():
     )  # fmt: skip
 
 
+def test_the_example_study_files_build_their_arms():
+    """Every study file under examples/studies loads, and each arm's model builds with its arguments."""
+    files = sorted((Path(__file__).parents[1] / "examples" / "studies").glob("*.toml"))
+    assert files
+    for path in files:
+        options = load_study_file(path)
+        assert options["arms"], path
+        for arm in options["arms"]:
+            model = inceptionzoo.create_model(arm.model, **arm.model_kwargs)
+            assert sum(p.numel() for p in model.parameters()) > 0, (path.name, arm.name)
+
+
 def test_a_study_file_with_an_unknown_key_names_it(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('[[arms]]\nmodel = "inception_v3"\nrecipee = "rmsprop"\n')
