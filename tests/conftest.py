@@ -298,3 +298,27 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def fid_model() -> torch.nn.Module:
+    """``inception_v3_fid`` with BatchNorm statistics gathered at 299x299, so its pool3 features have a sane size;
+    shared read-only by the FID tests."""
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(0)
+    model = realistic_batchnorm(inceptionzoo.create_model("inception_v3_fid"), size=299, batch=2)
+    torch.set_rng_state(generator_state)
+    return model
+
+
+@pytest.fixture
+def published_fid_weights(fid_model) -> Path:
+    """``fid_model``'s weights where the FID tag's download keeps them (torch.hub's checkpoints folder, as
+    safetensors), so ``create_model("inception_v3_fid", pretrained=True)`` loads them offline."""
+    from inceptionzoo.hub.urls import url_cache_dir
+
+    folder = url_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pt_inception-2015-12-05-6726825d.safetensors"
+    path.write_bytes(_safetensors(fid_model.state_dict()))
+    return path

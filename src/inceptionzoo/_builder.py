@@ -112,6 +112,7 @@ def build_model_with_cfg(
         if pretrained_filter_fn is not None:
             state_dict = pretrained_filter_fn(state_dict, model)
         load_pretrained_weights(model, state_dict, source=source)
+        model.loaded_weights = str(path)  # which file the published weights came from (FID checks it)
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
 

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
+# fid.resize.RESIZE_MODES, the default first, written out so that --help imports no torch (a test checks they agree)
+FID_RESIZE_MODES = ("pytorch-fid", "tf", "clean")
+
+
 def _meta_model(name: str):
     """``name`` built on the ``meta`` device: shapes only, no weights and no arithmetic, which is all that sizes,
     costs and feature taps need (a whole table takes seconds)."""
@@ -196,6 +200,38 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fid_arguments(parser: argparse.ArgumentParser) -> None:
+    """``inceptionzoo fid``'s options, here so that ``--help`` imports no torch (``fid.command`` runs them)."""
+    parser.add_argument("a", help="a folder of images, a .tar/.tar.gz of images (or a folder inside one: "
+                        "data.tar.gz/test), a .pt tensor of images, or an .npz of statistics")  # fmt: skip
+    parser.add_argument("b", nargs="?", help="the other set, as A (leave out with --save-stats)")
+    parser.add_argument("--resize-mode", choices=FID_RESIZE_MODES, default=FID_RESIZE_MODES[0],
+                        help=f"how images reach 299x299 (default {FID_RESIZE_MODES[0]}; docs/fid.md)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=50, help="images per forward pass (the figure does not "
+                        "depend on it)")  # fmt: skip
+    parser.add_argument("--max-images", type=int, default=None, help="use only the first N images of each set")
+    parser.add_argument("--save-stats", metavar="NPZ", default=None, help="write A's statistics (pytorch-fid's .npz "
+                        "layout, with the resize mode) and stop, unless B is given")  # fmt: skip
+    parser.add_argument("--isc", action="store_true", help="also the Inception Score of each image set")
+    parser.add_argument("--isc-splits", type=int, default=10, help="the Inception Score's splits (default 10)")
+    parser.add_argument("--kid", action="store_true", help="also the Kernel Inception Distance (both sets as images)")
+    parser.add_argument("--kid-subsets", type=int, default=100, help="KID's random subsets (default 100)")
+    parser.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (default 1000)")
+    parser.add_argument("--exact", action="store_true", help="run the network as built, not its fp32 fast path")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16: faster on some CPUs, but it moves FID "
+                        "(docs/fid.md gives the drift)")  # fmt: skip
+    parser.add_argument("--allow-random-weights", action="store_true", help="for tests only: run without the FID "
+                        "weights, with a warning on the result")  # fmt: skip
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write the result as JSON to FILE")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _cmd_fid(args: argparse.Namespace) -> int:
+    from .fid.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -229,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_cache.add_argument("--cache-dir", default=None, help="the cache folder (default: INCEPTIONZOO_CACHE, else "
                          "~/.cache/inceptionzoo/datasets)")  # fmt: skip
     p_cache.set_defaults(func=_cmd_cache)
+    p_fid = sub.add_parser("fid", help="FID (and IS, KID) between two image sets or statistics files; --save-stats")
+    _add_fid_arguments(p_fid)
+    p_fid.set_defaults(func=_cmd_fid)
     # `inceptionzoo train|validate|ablate ...` go to inceptionzoo.train whole (see main); listed here for --help
     sub.add_parser("train", add_help=False, help="train or fine-tune a model (the train extra); see train --help")
     sub.add_parser("validate", add_help=False, help="top-1/top-5/loss/speed of a model on a dataset (the train extra)")

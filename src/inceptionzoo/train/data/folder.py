@@ -7,14 +7,16 @@ the same batches with 0, 1 or 8 workers and a resumed run the same as an uninter
 
 import os
 import random
-import struct
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ... import images
+from ...images import DECODE_ERRORS, IMAGE_EXTENSIONS, BadImageError, is_hidden, is_image_file
 
 __all__ = [
     "DECODE_ERRORS",
@@ -26,52 +28,12 @@ __all__ = [
     "sample_seed",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 SKIP_HINT = "pass --skip-bad-images to skip such files and count them"
-# what PIL's decoders raise on a corrupt, truncated or oversized (decompression bomb) file
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
-
-
-class BadImageError(ValueError):
-    """An image file that cannot be decoded: corrupt, truncated or not an image."""
-
-
-def is_image_file(relative: PurePath) -> bool:
-    """True for an image file (``IMAGE_EXTENSIONS``) under a class folder, given its path below the split; hidden
-    files and folders (``.name``, macOS ``._name``) and ``__MACOSX`` are left out, in folders and archives alike."""
-    return relative.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(relative.parts)
-
-
-def _hidden(parts: Sequence[str]) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """Greyscale of more than 8 bits as ``L``, scaled, where ``convert`` would clip 30000 to 255: 16-bit values / 257,
-    floats in [0, 1] * 255, other 32-bit integers or floats stretched from their range."""
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-    if image.mode.startswith("I;16") or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
-        scaled = values / 257
-    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
-        scaled = values * 255
-    else:
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255 / (high - low) if high > low else 0.0)
-    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8))
 
 
 def open_image(data: Any, name: str) -> Image.Image:
-    """Decode a file (a path or a binary file object) fully into an RGB image; errors name ``name``."""
-    try:
-        with Image.open(data) as image:
-            image.load()  # decode now: a truncated file fails here, inside the try, not later in a transform
-            if image.mode.startswith("I") or image.mode == "F":
-                return _eight_bit(image).convert("RGB")
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")  # what PIL asks for palette images with transparency
-            return image.convert("RGB")
-    except DECODE_ERRORS as error:
-        raise BadImageError(f"{name} cannot be read as an image ({error}); {SKIP_HINT}") from None
+    """``images.open_image``, its errors saying how training skips unreadable files."""
+    return images.open_image(data, name, SKIP_HINT)
 
 
 def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
@@ -82,7 +44,7 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[tuple[str, int]], t
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}")
-    classes = tuple(sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not _hidden([entry.name])))
+    classes = tuple(sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not is_hidden([entry.name])))
     if not classes:
         raise ValueError(f"{root} has no class folders: expected {root}/<class>/<image files>")
     samples: list[tuple[str, int]] = []

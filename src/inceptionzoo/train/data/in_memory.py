@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from ...images import BadImageError, is_image_file, read_tar
 from .cache import cache_key, file_stamps, read_entry, write_entry
-from .folder import BadImageError, is_image_file, list_image_folder, open_image, sample_seed
-from .shards import read_tar
+from .folder import list_image_folder, open_image, sample_seed
 from .transforms import draw_cifar_crop, normalize, pad_crop_flip
 
 __all__ = [

@@ -16,8 +16,6 @@ import io
 import json
 import os
 import random
-import tarfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +24,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ...images import read_tar
 from .cache import cache_key, file_stamps, read_entry, write_entry
 from .folder import BadImageError, _SeededDraws, open_image, sample_seed
 
-__all__ = ["ShardError", "ShardIndex", "TarShardDataset", "find_shards", "index_shards", "read_tar", "shard_steps"]
+__all__ = ["ShardError", "ShardIndex", "TarShardDataset", "find_shards", "index_shards", "shard_steps"]
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff", "gif")
-TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # a cut, damaged or non-tar file (gzip's included)
 
 
 class ShardError(ValueError):
@@ -53,33 +51,6 @@ def _split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
 
 
-def _check_end(archive: tarfile.TarFile) -> None:
-    """Raise ``tarfile.ReadError`` unless two zero blocks follow the last member (read in stream mode, ``r|*``)."""
-    block = tarfile.BLOCKSIZE
-    read = archive.fileobj.tell() - archive.offset  # what tarfile read where the next header would be, and gave up on
-    rest = archive.fileobj.read(block) if read == block else b""
-    if read != block or len(rest) != block or rest.count(0) != block:
-        raise tarfile.ReadError(
-            f"it ends at byte {archive.offset + read + len(rest)} without the two zero blocks that end a tar after "
-            "its last member"
-        )
-
-
-def read_tar(
-    path: Path, wanted: Callable[[tarfile.TarInfo], bool] = lambda member: True, error: type[Exception] = ShardError
-) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-    """``(member, bytes)`` of the files ``wanted`` picks, in one sequential pass; a file that is not a tar, is cut
-    short or lacks its end-of-archive marker is an ``error`` naming it."""
-    try:
-        with tarfile.open(path, mode="r|*") as archive:  # streamed: a header declaring huge sizes is not read at once
-            for member in archive:
-                if member.isfile() and wanted(member):
-                    yield member, archive.extractfile(member).read()
-            _check_end(archive)
-    except TAR_ERRORS as cause:
-        raise error(f"{path} cannot be read to the end: it is cut short or not a tar file ({cause})") from None
-
-
 def _samples(path: Path) -> Iterator[tuple[str, bytes, int]]:
     """``(key, image bytes, label)`` in shard order, in one sequential pass; errors name the shard and sample."""
     current, parts = None, {}
@@ -96,7 +67,7 @@ def _samples(path: Path) -> Iterator[tuple[str, bytes, int]]:
             )
         return current, image, int(text)
 
-    for member, data in read_tar(path):
+    for member, data in read_tar(path, error=ShardError):
         key, extension = _split_key(member.name)
         if key != current:
             if current is not None:

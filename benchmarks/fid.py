@@ -1,0 +1,233 @@
+"""FID feature extraction side by side: inceptionzoo (exact, the default fast fp32 path, and opt-in bf16) against
+pytorch-fid, torch-fidelity, clean-fid and torchmetrics' FrechetInceptionDistance.
+
+Every implementation holds the same weights (``inception_v3_fid`` with BatchNorm statistics gathered at 299x299,
+since the published file cannot be fetched here), reads the same uint8 CIFAR-10 test images from the project's
+copy, and runs interleaved in one process: each repetition times every contender once on the whole set, in batches;
+the median images/s of each is reported with its ratio to the fastest peer. Then each one's FID between the two
+halves of the set (one float64 distance for all, so only the features differ) is compared with pytorch-fid's and
+with the reference of its own resize mode: FID's drift. Speed is never asserted in the tests.
+
+    python benchmarks/fid.py --images 200 --batch 50 --repeats 3 --csv benchmarks/fid.csv
+
+The libraries are not dependencies of the project: ``pip install pytorch-fid torch-fidelity clean-fid torchmetrics``
+(a peer that is not installed is left out, saying so).
+"""
+
+import argparse
+import io
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine, write_csv
+from PIL import Image
+
+import inceptionzoo
+from inceptionzoo.fid import fid_network, frechet_distance, resize_for_fid
+
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_images(archive: Path, count: int) -> torch.Tensor:
+    """The first ``count`` images under ``test/`` of the CIFAR-10 archive, as a uint8 ``(n, 3, 32, 32)`` tensor."""
+    images = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if member.isfile() and "/test/" in f"/{member.name}" and member.name.endswith(".jpg"):
+                with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
+                    images.append(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
+                if len(images) == count:
+                    break
+    return torch.stack(images)
+
+
+def realistic_fid_model() -> torch.nn.Module:
+    """``inception_v3_fid`` with BatchNorm running statistics from a few train-mode passes at 299x299."""
+    torch.manual_seed(0)
+    model = inceptionzoo.create_model("inception_v3_fid").train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, 299, 299) * 2 - 1)
+    return model.eval()
+
+
+def ours(model: torch.nn.Module, mode: str, **options) -> Extractor:
+    network = fid_network(model, allow_random_weights=True, **options)
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return network(resize_for_fid(batch, mode))
+
+    return extract
+
+
+def pytorch_fid_extractor(state_dict: dict) -> Extractor:
+    from pytorch_fid import inception
+
+    original = inception.load_state_dict_from_url
+    inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
+    try:
+        model = inception.InceptionV3(output_blocks=[3]).eval()
+    finally:
+        inception.load_state_dict_from_url = original
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(batch.float() / 255)[0].flatten(1)  # its ImagePathDataset's ToTensor, then its own resize
+
+    return extract
+
+
+def torch_fidelity_extractor(weights: Path) -> Extractor:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(weights)).eval()
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(batch)[0]
+
+    return extract
+
+
+def clean_fid_extractor(state_dict: dict) -> Extractor:
+    """clean-fid's ``clean`` resize with its pytorch-fid network (``name="pytorch_inception"``: the TorchScript
+    graph it downloads by default cannot be fetched here), as its ``get_batch_features`` runs it."""
+    from cleanfid.features import feature_extractor
+    from cleanfid.resize import build_resizer
+    from pytorch_fid import inception
+
+    original = inception.load_state_dict_from_url
+    inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
+    try:
+        model = feature_extractor(name="pytorch_inception", device=torch.device("cpu"), use_dataparallel=False)
+    finally:
+        inception.load_state_dict_from_url = original
+    resize = build_resizer("clean")
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        resized = torch.stack([torch.from_numpy(resize(image.permute(1, 2, 0).numpy())) for image in batch])
+        with torch.no_grad():
+            return model(resized.permute(0, 3, 1, 2))
+
+    return extract
+
+
+def torchmetrics_extractor(weights: Path) -> Extractor:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights))
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return metric.inception(batch)
+
+    return extract
+
+
+def contenders(model: torch.nn.Module, weights: Path) -> dict[str, tuple[str, str, Extractor]]:
+    """name -> (library, resize mode, extractor)."""
+    state_dict = model.state_dict()
+    found = {
+        "inceptionzoo exact (pytorch-fid mode)": (
+            "inceptionzoo",
+            "pytorch-fid",
+            ours(model, "pytorch-fid", fast=False),
+        ),
+        "inceptionzoo default (pytorch-fid mode)": ("inceptionzoo", "pytorch-fid", ours(model, "pytorch-fid")),
+        "inceptionzoo default (tf mode)": ("inceptionzoo", "tf", ours(model, "tf")),
+        "inceptionzoo default (clean mode)": ("inceptionzoo", "clean", ours(model, "clean")),
+        "inceptionzoo bf16 (pytorch-fid mode)": (
+            "inceptionzoo",
+            "pytorch-fid",
+            ours(model, "pytorch-fid", dtype=torch.bfloat16),
+        ),
+    }
+    peers = {
+        "pytorch-fid": ("pytorch-fid", lambda: pytorch_fid_extractor(state_dict)),
+        "torch-fidelity": ("tf", lambda: torch_fidelity_extractor(weights)),
+        "clean-fid": ("clean", lambda: clean_fid_extractor(state_dict)),
+        "torchmetrics": ("tf", lambda: torchmetrics_extractor(weights)),
+    }
+    for name, (mode, build) in peers.items():
+        try:
+            found[name] = (name, mode, build())
+        except ImportError as error:
+            print(f"{name}: not installed ({error}); left out", file=sys.stderr)
+    return found
+
+
+def features_of(extract: Extractor, images: torch.Tensor, batch: int) -> torch.Tensor:
+    return torch.cat([extract(images[i : i + batch]).float() for i in range(0, len(images), batch)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="the CIFAR-10 JPEG archive")
+    parser.add_argument("--images", type=int, default=200, help="images (two halves for the FID)")
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--csv", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cpu = machine(torch.get_num_threads())
+    print(f"# {cpu}; torch {torch.__version__}; {args.images} CIFAR-10 test images (32x32), batch {args.batch}")
+    images = load_images(Path(args.data), args.images)
+    model = realistic_fid_model()
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "weights.pth"
+        torch.save(model.state_dict(), weights)
+        runners = contenders(model, weights)
+    features = {}
+    for name, (_, _, extract) in runners.items():  # warm-up, and the features for the FID
+        features[name] = features_of(extract, images, args.batch)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.repeats):
+        for name, (_, _, extract) in runners.items():
+            start = time.perf_counter()
+            features_of(extract, images, args.batch)
+            times[name].append(time.perf_counter() - start)
+    half = len(images) // 2
+
+    def fid(name: str) -> float:
+        feats = features[name].double()
+        return frechet_distance(feats[:half], feats[half:])
+
+    mode_reference = {"pytorch-fid": "pytorch-fid", "tf": "torch-fidelity", "clean": "clean-fid"}
+    speeds = {name: len(images) / statistics.median(values) for name, values in times.items()}
+    peers = [name for name, (library, _, _) in runners.items() if library != "inceptionzoo"]
+    fastest_peer = max(peers, key=speeds.get) if peers else None
+    rows = []
+    header = (
+        f"{'contender':<40} {'img/s':>7} {'x fastest peer':>15} {'FID':>12} {'vs pytorch-fid':>15} {'vs mode ref':>12}"
+    )
+    print(header)
+    for name, (library, mode, _) in runners.items():
+        value = fid(name)
+        against_pytorch_fid = value / fid("pytorch-fid") - 1 if "pytorch-fid" in runners else float("nan")
+        reference = mode_reference[mode]
+        against_mode = value / fid(reference) - 1 if reference in runners else float("nan")
+        ratio = speeds[name] / speeds[fastest_peer] if fastest_peer else float("nan")
+        rows.append({
+            "contender": name, "library": library, "resize_mode": mode, "images_per_second": round(speeds[name], 2),
+            "ratio_to_fastest_peer": round(ratio, 3), "fastest_peer": fastest_peer, "fid": value,
+            "drift_vs_pytorch_fid": against_pytorch_fid, "drift_vs_mode_reference": against_mode,
+            "mode_reference": reference, "images": len(images), "batch": args.batch,
+        })  # fmt: skip
+        print(f"{name:<40} {speeds[name]:>7.2f} {ratio:>15.2f} {value:>12.6g} {against_pytorch_fid:>15.2e} "
+              f"{against_mode:>12.2e}")  # fmt: skip
+    if args.csv:
+        write_csv(args.csv, rows, cpu)
+
+
+if __name__ == "__main__":
+    main()

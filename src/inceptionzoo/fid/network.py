@@ -1,0 +1,125 @@
+"""The FID network as FID uses it: ``inception_v3_fid`` giving the pool3 features (and, for the Inception Score,
+the 1008 logits), with its published weights required, and by default the fast fp32 inference path
+(``deploy.optimize_for_inference``: BatchNorm folded, 1x1 branches merged, channels-last), whose features differ from
+the plain model's by rounding only."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .resize import DEFAULT_RESIZE_MODE, resize_for_fid
+
+__all__ = ["FIDNetwork", "RandomWeightsWarning", "fid_features", "fid_network"]
+
+FID_ARCHITECTURE = "inception_v3_fid"
+
+
+class RandomWeightsWarning(UserWarning):
+    """FID computed with a network that does not hold the published FID weights: the figure means nothing."""
+
+
+class FIDNetwork(nn.Module):
+    """``forward(x)`` gives the ``(n, 2048)`` pool3 features of resized, scaled images; ``logits(features)`` the
+    1008 class logits without the classifier's bias (torch-fidelity's ``logits_unbiased``, for the Inception Score).
+    ``weights`` names what it holds (the tag and the first 12 hex digits of the file's sha256), ``precision`` how it
+    runs."""
+
+    def __init__(self, features: nn.Module, classifier_weight: torch.Tensor, weights: str, precision: str) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("classifier_weight", classifier_weight.detach().float().clone())
+        self.weights, self.precision = weights, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).float()
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return features.float() @ self.classifier_weight.T
+
+
+def _weights_name(model: nn.Module) -> str | None:
+    """``tag (sha256 prefix)`` of the published weights ``model`` was built with, None when it holds none."""
+    source = getattr(model, "loaded_weights", None)
+    if source is None:
+        return None
+    tag = (getattr(model, "pretrained_cfg", None) or {}).get("tag") or "?"
+    digest = hashlib.sha256()
+    with open(Path(source), "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return f"{tag} (sha256 {digest.hexdigest()[:12]})"
+
+
+def fid_network(
+    model: nn.Module | None = None,
+    fast: bool = True,
+    dtype: torch.dtype = torch.float32,
+    allow_random_weights: bool = False,
+) -> FIDNetwork:
+    """The FID network: ``model`` (an ``inception_v3_fid``; a ``FIDNetwork`` is returned as it is), or one built
+    with its published weights (``create_model("inception_v3_fid", pretrained=True)``, fetched once, then read from
+    the cache offline).
+
+    A model without the published weights is refused, since its FID is meaningless; ``allow_random_weights=True``
+    (for tests) lets it run and warns with every figure. ``fast`` runs the fp32 fast path; ``dtype=torch.bfloat16``
+    is faster still on some CPUs but moves FID (docs/fid.md gives the drift), so it is only used when asked for.
+    """
+    if isinstance(model, FIDNetwork):
+        return model
+    if model is None:
+        from .. import create_model  # the package registers the models on first use
+
+        model = create_model(FID_ARCHITECTURE, pretrained=not allow_random_weights)
+    architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    if architecture != FID_ARCHITECTURE:
+        raise ValueError(
+            f"FID's features come from {FID_ARCHITECTURE}, the network the published FIDs used; got "
+            f"{architecture or type(model).__name__}"
+        )
+    weights = _weights_name(model)
+    if weights is None:
+        if not allow_random_weights:
+            raise ValueError(
+                f"this {FID_ARCHITECTURE} holds no published weights, so its FID would mean nothing: build it with "
+                f"create_model('{FID_ARCHITECTURE}', pretrained=True) (run `inceptionzoo download "
+                f"{FID_ARCHITECTURE}` once where the Hub can be reached), or leave model out"
+            )
+        weights = "random (not the FID weights)"
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"FID runs in torch.float32 (exact) or torch.bfloat16 (faster, drifts); got {dtype}")
+    classifier = model.get_classifier().weight
+    body = copy.deepcopy(model).eval()
+    body.reset_classifier(0)
+    if fast or dtype != torch.float32:
+        from ..deploy import optimize_for_inference
+
+        body = optimize_for_inference(body, dtype=dtype)
+    precision = ("fast " if fast else "") + str(dtype).removeprefix("torch.")
+    return FIDNetwork(body, classifier, weights, precision).eval()
+
+
+def fid_features(model: nn.Module, images: torch.Tensor, resize_mode: str = DEFAULT_RESIZE_MODE) -> torch.Tensor:
+    """The ``(batch, 2048)`` pool3 features of ``images`` (``(batch, 3, height, width)``, uint8 or floats in [0, 1]),
+    resized and scaled by ``resize_mode`` (``resize.RESIZE_MODES``). ``model`` is an ``inception_v3_fid`` in eval
+    mode, a ``fid_network``, or any module that maps the 299x299 input to ``(batch, 2048)`` (an optimized copy)."""
+    if model.training:
+        raise ValueError("FID features come from the model in eval mode (BatchNorm's running statistics): call .eval()")
+    x = resize_for_fid(images, resize_mode)
+    with torch.inference_mode():
+        if hasattr(model, "forward_head"):
+            features = model.forward_head(model.forward_features(x), pre_logits=True)
+        else:
+            features = model(x)
+    if features.dim() != 2:
+        raise ValueError(f"the model gave features of shape {list(features.shape)}; FID needs (batch, dim)")
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError(
+            "the model gave NaN or infinite features for finite images: build it with "
+            "create_model('inception_v3_fid', pretrained=True) so its weights are loaded, and run it in float32"
+        )
+    return features.float()
