@@ -49,11 +49,16 @@ def load_images(archive: Path, count: int) -> torch.Tensor:
 
 
 def realistic_fid_model() -> torch.nn.Module:
-    """``inception_v3_fid`` with BatchNorm running statistics from a few train-mode passes at 299x299."""
+    """``inception_v3_fid`` with BatchNorm running statistics averaged over a few train-mode passes of [-1, 1]
+    inputs at 299x299, so that its features have the size of the real network's (a few units, not millions)."""
     torch.manual_seed(0)
     model = inceptionzoo.create_model("inception_v3_fid").train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the passes
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(4):
             model(torch.rand(4, 3, 299, 299) * 2 - 1)
     return model.eval()
 
@@ -100,16 +105,16 @@ def torch_fidelity_extractor(weights: Path) -> Extractor:
 def clean_fid_extractor(state_dict: dict) -> Extractor:
     """clean-fid's ``clean`` resize with its pytorch-fid network (``name="pytorch_inception"``: the TorchScript
     graph it downloads by default cannot be fetched here), as its ``get_batch_features`` runs it."""
+    from cleanfid import inception_pytorch  # clean-fid's own copy of pytorch-fid's network
     from cleanfid.features import feature_extractor
     from cleanfid.resize import build_resizer
-    from pytorch_fid import inception
 
-    original = inception.load_state_dict_from_url
-    inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
+    original = inception_pytorch.load_state_dict_from_url
+    inception_pytorch.load_state_dict_from_url = lambda *args, **kwargs: state_dict
     try:
         model = feature_extractor(name="pytorch_inception", device=torch.device("cpu"), use_dataparallel=False)
     finally:
-        inception.load_state_dict_from_url = original
+        inception_pytorch.load_state_dict_from_url = original
     resize = build_resizer("clean")
 
     def extract(batch: torch.Tensor) -> torch.Tensor:
@@ -150,11 +155,20 @@ def contenders(model: torch.nn.Module, weights: Path) -> dict[str, tuple[str, st
             ours(model, "pytorch-fid", dtype=torch.bfloat16),
         ),
     }
+    try:
+        found["inceptionzoo onnxruntime (pytorch-fid mode)"] = (
+            "inceptionzoo",
+            "pytorch-fid",
+            ours(model, "pytorch-fid", engine="onnxruntime"),
+        )
+    except ImportError as error:
+        print(f"inceptionzoo onnxruntime: the onnx extra is not installed ({error}); left out", file=sys.stderr)
     peers = {
         "pytorch-fid": ("pytorch-fid", lambda: pytorch_fid_extractor(state_dict)),
         "torch-fidelity": ("tf", lambda: torch_fidelity_extractor(weights)),
         "clean-fid": ("clean", lambda: clean_fid_extractor(state_dict)),
-        "torchmetrics": ("tf", lambda: torchmetrics_extractor(weights)),
+        # torchmetrics resizes with torch's antialiased bilinear, then (x - 128) / 128: none of the three modes
+        "torchmetrics": ("torch antialiased bilinear", lambda: torchmetrics_extractor(weights)),
     }
     for name, (mode, build) in peers.items():
         try:
@@ -214,8 +228,9 @@ def main() -> None:
     for name, (library, mode, _) in runners.items():
         value = fid(name)
         against_pytorch_fid = value / fid("pytorch-fid") - 1 if "pytorch-fid" in runners else float("nan")
-        reference = mode_reference[mode]
+        reference = mode_reference.get(mode)
         against_mode = value / fid(reference) - 1 if reference in runners else float("nan")
+        reference = reference or "-"
         ratio = speeds[name] / speeds[fastest_peer] if fastest_peer else float("nan")
         rows.append({
             "contender": name, "library": library, "resize_mode": mode, "images_per_second": round(speeds[name], 2),

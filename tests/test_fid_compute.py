@@ -2,6 +2,7 @@
 does not depend on batch size or threads; statistics round-trip through pytorch-fid's loader; the published weights
 are required; mistakes are named."""
 
+import copy
 import json
 import tarfile
 import warnings
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import compute_statistics_of_path
 
+import inceptionzoo
 from conftest import relative_error
 from inceptionzoo.cli import main
 from inceptionzoo.fid import (
@@ -254,3 +256,17 @@ def test_set_statistics_keeps_what_made_them(two_folders, published_fid_weights,
     statistics = set_statistics(two_folders[0], resize_mode="clean", save=tmp_path / "s.npz")
     assert statistics.resize_mode == "clean" and statistics.weights.startswith("tf_2015_12_05")
     assert load_statistics(tmp_path / "s.npz").weights == statistics.weights
+
+
+def test_an_optimized_model_gives_features_and_auto_precision_is_refused(fid_model):
+    """An optimized copy without its classifier works in ``fid_features``; one that still gives its 1008 logits is
+    named; and FID never picks a precision by itself (``dtype="auto"`` could pick bf16 and move the figure)."""
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    body = copy.deepcopy(fid_model)
+    body.reset_classifier(0)
+    fast = inceptionzoo.optimize_for_inference(body, dtype=torch.float32)
+    assert relative_error(fid_features(fast, images), fid_features(fid_model, images)) < 1e-5
+    with pytest.raises(ValueError, match=r"gave its 1008 class logits, not pool features: call reset_classifier\(0\)"):
+        fid_features(inceptionzoo.optimize_for_inference(fid_model, dtype=torch.float32), images)
+    with pytest.raises(ValueError, match=r"FID runs in torch.float32 \(exact\) or torch.bfloat16"):
+        fid_network(fid_model, dtype="auto", allow_random_weights=True)

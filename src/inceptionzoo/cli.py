@@ -218,6 +218,8 @@ def _add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kid-subsets", type=int, default=100, help="KID's random subsets (default 100)")
     parser.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (default 1000)")
     parser.add_argument("--exact", action="store_true", help="run the network as built, not its fp32 fast path")
+    parser.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch", help="what runs the fast "
+                        "path: torch (default) or ONNX Runtime (the onnx extra; docs/fid.md)")  # fmt: skip
     parser.add_argument("--bf16", action="store_true", help="bfloat16: faster on some CPUs, but it moves FID "
                         "(docs/fid.md gives the drift)")  # fmt: skip
     parser.add_argument("--allow-random-weights", action="store_true", help="for tests only: run without the FID "

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     network = None
     if args.save_stats is not None:
-        network = fid_network(fast=not args.exact, dtype=dtype, allow_random_weights=args.allow_random_weights)
+        network = fid_network(fast=not args.exact, dtype=dtype, allow_random_weights=args.allow_random_weights,
+                              engine=args.engine)  # fmt: skip
         statistics = set_statistics(args.a, args.resize_mode, args.batch_size, args.max_images, network,
                                     save=args.save_stats, progress=not args.quiet)  # fmt: skip
         print(f"{args.a}: statistics of {statistics.count} images ({args.resize_mode}) written to {args.save_stats}",
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             model=network,
             fast=not args.exact,
             dtype=dtype,
+            engine=args.engine,
             allow_random_weights=args.allow_random_weights,
             progress=not args.quiet,
         )

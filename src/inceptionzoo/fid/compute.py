@@ -251,13 +251,15 @@ def compute(
     dtype: torch.dtype = torch.float32,
     allow_random_weights: bool = False,
     progress: bool = False,
+    engine: str = "torch",
 ) -> FIDResult:
     """FID between sets ``a`` and ``b`` (folders, tars, tensors, ``.pt`` or ``.npz`` files, ``Statistics``), their
     Inception Scores (``isc``, of the image sets) and KID (``kid``, both sets as images).
 
     The images are resized by ``resize_mode`` (``pytorch-fid``, ``tf`` or ``clean``: docs/fid.md); statistics made
     with another mode are refused. The network is ``inception_v3_fid`` with its published weights (``model`` to pass
-    one); ``fast`` (the default) runs its fp32 fast path, ``dtype=torch.bfloat16`` a faster one that moves FID.
+    one); ``fast`` (the default) runs its fp32 fast path (with ONNX Runtime for ``engine="onnxruntime"``),
+    ``dtype=torch.bfloat16`` a faster one that moves FID.
     """
     check_resize_mode(resize_mode)
     sets = {"a": _open(a, "a"), "b": _open(b, "b")}
@@ -272,7 +274,7 @@ def compute(
             if kid:
                 raise ValueError(f"KID needs the features of both sets; set {which} is statistics only")
     needs_network = any(not isinstance(opened, Statistics) for opened in sets.values())
-    network = fid_network(model, fast, dtype, allow_random_weights) if needs_network else None
+    network = fid_network(model, fast, dtype, allow_random_weights, engine) if needs_network else None
     statistics: dict[str, Statistics] = {}
     features: dict[str, torch.Tensor | None] = {}
     scores: dict[str, tuple[float, float]] = {}

@@ -60,6 +60,7 @@ def fid_network(
     fast: bool = True,
     dtype: torch.dtype = torch.float32,
     allow_random_weights: bool = False,
+    engine: str = "torch",
 ) -> FIDNetwork:
     """The FID network: ``model`` (an ``inception_v3_fid``; a ``FIDNetwork`` is returned as it is), or one built
     with its published weights (``create_model("inception_v3_fid", pretrained=True)``, fetched once, then read from
@@ -68,6 +69,7 @@ def fid_network(
     A model without the published weights is refused, since its FID is meaningless; ``allow_random_weights=True``
     (for tests) lets it run and warns with every figure. ``fast`` runs the fp32 fast path; ``dtype=torch.bfloat16``
     is faster still on some CPUs but moves FID (docs/fid.md gives the drift), so it is only used when asked for.
+    ``engine="onnxruntime"`` runs the fast path with ONNX Runtime instead (the ``onnx`` extra; fp32 only).
     """
     if isinstance(model, FIDNetwork):
         return model
@@ -98,8 +100,10 @@ def fid_network(
     if fast or dtype != torch.float32:
         from ..deploy import optimize_for_inference
 
-        body = optimize_for_inference(body, dtype=dtype)
+        body = optimize_for_inference(body, dtype=dtype, engine=engine)
     precision = ("fast " if fast else "") + str(dtype).removeprefix("torch.")
+    if engine != "torch":
+        precision += f" ({engine})"
     return FIDNetwork(body, classifier, weights, precision).eval()
 
 
@@ -117,6 +121,11 @@ def fid_features(model: nn.Module, images: torch.Tensor, resize_mode: str = DEFA
             features = model(x)
     if features.dim() != 2:
         raise ValueError(f"the model gave features of shape {list(features.shape)}; FID needs (batch, dim)")
+    if getattr(model, "num_classes", 0) and features.shape[1] == model.num_classes:
+        raise ValueError(
+            f"the model gave its {model.num_classes} class logits, not pool features: call reset_classifier(0) "
+            "before optimizing it, or use fid_network(model), which does both"
+        )
     if not bool(torch.isfinite(features).all()):
         raise ValueError(
             "the model gave NaN or infinite features for finite images: build it with "
