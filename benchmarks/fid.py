@@ -191,6 +191,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
+    if args.images < 4:
+        parser.error("--images must be 4 or more: the FID compares two halves of 2 or more images each")
     if args.threads:
         torch.set_num_threads(args.threads)
     cpu = machine(torch.get_num_threads())

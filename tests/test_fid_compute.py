@@ -270,3 +270,14 @@ def test_an_optimized_model_gives_features_and_auto_precision_is_refused(fid_mod
         fid_features(inceptionzoo.optimize_for_inference(fid_model, dtype=torch.float32), images)
     with pytest.raises(ValueError, match=r"FID runs in torch.float32 \(exact\) or torch.bfloat16"):
         fid_network(fid_model, dtype="auto", allow_random_weights=True)
+
+
+def test_a_bf16_run_says_so_and_reports_its_drift(fid_model):
+    """bf16 only when asked; its result names the precision and the FID drift it caused on the first images."""
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        exact = compute(images, images.flip(3), model=fid_model, allow_random_weights=True)
+        bf16 = compute(images, images.flip(3), model=fid_model, allow_random_weights=True, dtype=torch.bfloat16)
+    assert exact.precision == "fast float32" and exact.precision_drift is None
+    assert bf16.precision == "fast bfloat16" and np.isfinite(bf16.precision_drift) and bf16.precision_drift != 0

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 import time
@@ -38,7 +39,9 @@ class FewImagesWarning(UserWarning):
 @dataclass
 class FIDResult:
     """What ``compute`` measured and with what: the figures, each set's image count, the resize mode, the weights
-    (tag and sha256 prefix), the precision, the batch size, and the time the features took."""
+    (tag and sha256 prefix), the precision, the batch size, and the time the features took. ``precision_drift`` is,
+    for a bf16 run, the relative change of FID between the two halves of the first set's first 32 images against
+    fp32 (None in fp32)."""
 
     fid: float
     counts: dict[str, int | None]
@@ -49,6 +52,7 @@ class FIDResult:
     seconds: float
     inception_score: dict[str, tuple[float, float]] = field(default_factory=dict)
     kid: tuple[float, float] | None = None
+    precision_drift: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -210,6 +214,22 @@ def _features_of(
     return accumulator.compute(), features, logits
 
 
+DRIFT_IMAGES = 32  # the first images of the first image set, on which a reduced precision's FID drift is measured
+
+
+def _precision_drift(images: list[tuple[str, Any]], network: FIDNetwork, reference: FIDNetwork, mode: str) -> float:
+    """FID between the two halves of ``images`` with ``network`` relative to that with the fp32 ``reference``,
+    minus one: what running in bf16 does to a figure, measured on the user's own images."""
+    batch = torch.cat([resize_for_fid(_as_chw(image).unsqueeze(0), mode) for _, image in images])
+    half = len(images) // 2
+    figures = []
+    for model in (network, reference):
+        with torch.inference_mode():
+            features = model(batch).double()
+        figures.append(frechet_distance(features[:half], features[half:]))
+    return figures[0] / figures[1] - 1 if figures[1] > 0 else 0.0
+
+
 def set_statistics(
     source: Any,
     resize_mode: str = DEFAULT_RESIZE_MODE,
@@ -278,11 +298,18 @@ def compute(
     statistics: dict[str, Statistics] = {}
     features: dict[str, torch.Tensor | None] = {}
     scores: dict[str, tuple[float, float]] = {}
+    drift = None
     start = time.perf_counter()
     for which, opened in sets.items():
         if isinstance(opened, Statistics):
             statistics[which] = opened
             continue
+        if dtype != torch.float32 and drift is None:
+            head = list(itertools.islice(opened, DRIFT_IMAGES))
+            opened = itertools.chain(head, opened)
+            if len(head) >= 4 and not isinstance(model, FIDNetwork):  # a built network has lost its fp32 source
+                reference = fid_network(model, fast, torch.float32, allow_random_weights, engine)
+                drift = _precision_drift(head, network, reference, resize_mode)
         statistics[which], features[which], logits = _features_of(
             opened, network, resize_mode, batch_size, max_images, kid, isc, _Progress(f"set {which}", progress)
         )
@@ -322,5 +349,6 @@ def compute(
         seconds=seconds,
         inception_score=scores,
         kid=kid_value,
+        precision_drift=drift,
         warnings=notes,
     )
