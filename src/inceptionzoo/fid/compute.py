@@ -39,7 +39,8 @@ class FewImagesWarning(UserWarning):
 @dataclass
 class FIDResult:
     """What ``compute`` measured and with what: the figures, each set's image count, the resize mode, the weights
-    (tag and sha256 prefix), the precision, the batch size, and the time the features took. ``precision_drift`` is,
+    (tag and sha256 prefix), the precision, the batch size, the images that went through the network and the time
+    their features took. ``precision_drift`` is,
     for a bf16 run, the relative change of FID between the two halves of the first set's first 32 images against
     fp32 (None in fp32)."""
 
@@ -50,6 +51,7 @@ class FIDResult:
     precision: str | None
     batch_size: int
     seconds: float
+    images_processed: int = 0
     inception_score: dict[str, tuple[float, float]] = field(default_factory=dict)
     kid: tuple[float, float] | None = None
     precision_drift: float | None = None
@@ -57,8 +59,8 @@ class FIDResult:
 
     @property
     def images_per_second(self) -> float | None:
-        images = sum(count or 0 for count in self.counts.values())
-        return images / self.seconds if self.seconds > 0 and images else None
+        """Images through the network a second (statistics files read as they are do not count)."""
+        return self.images_processed / self.seconds if self.seconds > 0 and self.images_processed else None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data."""
@@ -295,11 +297,18 @@ def compute(
                 raise ValueError(f"KID needs the features of both sets; set {which} is statistics only")
     needs_network = any(not isinstance(opened, Statistics) for opened in sets.values())
     network = fid_network(model, fast, dtype, allow_random_weights, engine) if needs_network else None
+    weights = network.weights if network is not None else None
+    for which, opened in sets.items():
+        if isinstance(opened, Statistics) and opened.weights and weights and opened.weights != weights:
+            raise ValueError(
+                f"set {which}'s statistics come from weights {opened.weights}, these features from {weights}: FID "
+                "compares features of one network"
+            )
     statistics: dict[str, Statistics] = {}
     features: dict[str, torch.Tensor | None] = {}
     scores: dict[str, tuple[float, float]] = {}
     drift = None
-    start = time.perf_counter()
+    seconds, processed = 0.0, 0
     for which, opened in sets.items():
         if isinstance(opened, Statistics):
             statistics[which] = opened
@@ -310,19 +319,14 @@ def compute(
             if len(head) >= 4 and not isinstance(model, FIDNetwork):  # a built network has lost its fp32 source
                 reference = fid_network(model, fast, torch.float32, allow_random_weights, engine)
                 drift = _precision_drift(head, network, reference, resize_mode)
+        start = time.perf_counter()
         statistics[which], features[which], logits = _features_of(
             opened, network, resize_mode, batch_size, max_images, kid, isc, _Progress(f"set {which}", progress)
         )
+        seconds += time.perf_counter() - start
+        processed += statistics[which].count
         if isc:
             scores[which] = inception_score(logits, isc_splits)
-    seconds = time.perf_counter() - start
-    weights = network.weights if network is not None else None
-    for which, values in statistics.items():
-        if values.weights and weights and values.weights != weights:
-            raise ValueError(
-                f"set {which}'s statistics come from weights {values.weights}, these features from {weights}: FID "
-                "compares features of one network"
-            )
     notes = []
     counts = {which: values.count for which, values in statistics.items()}
     small = {which: count for which, count in counts.items() if count is not None and count < FEATURE_DIMENSION}
@@ -347,6 +351,7 @@ def compute(
         precision=network.precision if network is not None else None,
         batch_size=batch_size,
         seconds=seconds,
+        images_processed=processed,
         inception_score=scores,
         kid=kid_value,
         precision_drift=drift,
