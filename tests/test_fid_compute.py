@@ -88,9 +88,7 @@ def test_batch_size_and_threads_do_not_change_the_figure(fid_model, cifar_subset
     try:
         for batch_size, thread_count in [(1, 1), (3, 1), (8, 1), (8, 2)]:
             torch.set_num_threads(thread_count)
-            runs.append(
-                torch.cat([fid_features(network, images[i : i + batch_size]) for i in range(0, 8, batch_size)])
-            )
+            runs.append(torch.cat([fid_features(network, images[i : i + batch_size]) for i in range(0, 8, batch_size)]))
     finally:
         torch.set_num_threads(threads)
     for features in runs[1:]:
