@@ -48,7 +48,7 @@ def load_images(archive: Path, count: int) -> torch.Tensor:
     return torch.stack(images)
 
 
-def realistic_fid_model() -> torch.nn.Module:
+def realistic_fid_model(passes: int = 4) -> torch.nn.Module:
     """``inception_v3_fid`` with BatchNorm running statistics averaged over a few train-mode passes of [-1, 1]
     inputs at 299x299, so that its features have the size of the real network's (a few units, not millions)."""
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def realistic_fid_model() -> torch.nn.Module:
             module.reset_running_stats()
             module.momentum = None  # a plain average over the passes
     with torch.no_grad():
-        for _ in range(4):
+        for _ in range(passes):
             model(torch.rand(4, 3, 299, 299) * 2 - 1)
     return model.eval()
 
@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--calibration-passes", type=int, default=4, help="train-mode passes of 4 images that set the "
+                        "stand-in network's BatchNorm statistics (docs/fid.md's table: 4)")  # fmt: skip
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     if args.images < 4:
@@ -198,7 +200,7 @@ def main() -> None:
     cpu = machine(torch.get_num_threads())
     print(f"# {cpu}; torch {torch.__version__}; {args.images} CIFAR-10 test images (32x32), batch {args.batch}")
     images = load_images(Path(args.data), args.images)
-    model = realistic_fid_model()
+    model = realistic_fid_model(args.calibration_passes)
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "weights.pth"
         torch.save(model.state_dict(), weights)
