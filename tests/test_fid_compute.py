@@ -254,6 +254,10 @@ def test_the_command_lines_modes_are_the_librarys():
     assert FID_RESIZE_MODES == RESIZE_MODES and FID_RESIZE_MODES[0] == DEFAULT_RESIZE_MODE
 
 
+def test_allowing_random_weights_still_uses_the_published_ones_where_they_are(published_fid_weights):
+    assert fid_network(allow_random_weights=True, fast=False).weights.startswith("tf_2015_12_05 (sha256 ")
+
+
 def test_set_statistics_keeps_what_made_them(two_folders, published_fid_weights, tmp_path):
     statistics = set_statistics(two_folders[0], resize_mode="clean", save=tmp_path / "s.npz")
     assert statistics.resize_mode == "clean" and statistics.weights.startswith("tf_2015_12_05")

@@ -75,8 +75,14 @@ def fid_network(
         return model
     if model is None:
         from .. import create_model  # the package registers the models on first use
+        from ..hub import WeightsDownloadError
 
-        model = create_model(FID_ARCHITECTURE, pretrained=not allow_random_weights)
+        try:
+            model = create_model(FID_ARCHITECTURE, pretrained=True)
+        except WeightsDownloadError:  # not cached offline, or not reachable: random weights only where allowed
+            if not allow_random_weights:
+                raise
+            model = create_model(FID_ARCHITECTURE)
     architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     if architecture != FID_ARCHITECTURE:
         raise ValueError(
