@@ -127,10 +127,13 @@ def small_cifar(cifar_subset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fid_weights() -> bytes:
-    """Stand-in weights for the FID network's URL tag (its real file is not reachable here)."""
+def fid_weights(tmp_path_factory) -> Path:
+    """Stand-in weights for the FID network's URL tag (its real file is not reachable here), written once: each
+    example links to this file rather than copying its 95 MB."""
     model = realistic_batchnorm(inceptionzoo.create_model("inception_v3_fid"), size=96, batch=2)
-    return save(model.state_dict())
+    path = tmp_path_factory.mktemp("fid-weights") / "weights.safetensors"
+    path.write_bytes(save(model.state_dict()))
+    return path
 
 
 @pytest.fixture
@@ -142,7 +145,7 @@ def scratch(tmp_path, monkeypatch, docs_hub, fid_weights) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     url_cache_dir().mkdir(parents=True, exist_ok=True)
-    (url_cache_dir() / "pt_inception-2015-12-05-6726825d.safetensors").write_bytes(fid_weights)
+    (url_cache_dir() / "pt_inception-2015-12-05-6726825d.safetensors").symlink_to(fid_weights)
     monkeypatch.chdir(work)
     monkeypatch.setenv("HF_ENDPOINT", docs_hub.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
