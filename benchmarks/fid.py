@@ -1,4 +1,4 @@
-"""FID feature extraction side by side: inceptionzoo (exact, the default fast fp32 path, and opt-in bf16) against
+"""FID feature extraction side by side: inceptionzoo (exact, the default fast fp32 path, opt-in bf16 and int8) against
 pytorch-fid, torch-fidelity, clean-fid and torchmetrics' FrechetInceptionDistance.
 
 Every implementation holds the same weights (``inception_v3_fid`` with BatchNorm statistics gathered at 299x299,
@@ -6,7 +6,9 @@ since the published file cannot be fetched here), reads the same uint8 CIFAR-10 
 copy, and runs interleaved in one process: each repetition times every contender once on the whole set, in batches;
 the median images/s of each is reported with its ratio to the fastest peer. Then each one's FID between the two
 halves of the set (one float64 distance for all, so only the features differ) is compared with pytorch-fid's and
-with the reference of its own resize mode: FID's drift. Speed is never asserted in the tests.
+with the reference of its own resize mode: FID's drift. int8 is calibrated on other images of the same archive (the
+next ``--calibration-images``), as ``compute`` calibrates on images it does not measure the drift on. Speed is never
+asserted in the tests.
 
     python benchmarks/fid.py --images 200 --batch 50 --repeats 3 --csv benchmarks/fid.csv
 
@@ -30,6 +32,7 @@ from common import machine, write_csv
 from PIL import Image
 
 import inceptionzoo
+from inceptionzoo.complexity import count_macs
 from inceptionzoo.fid import fid_network, frechet_distance, resize_for_fid
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -137,8 +140,10 @@ def torchmetrics_extractor(weights: Path) -> Extractor:
     return extract
 
 
-def contenders(model: torch.nn.Module, weights: Path) -> dict[str, tuple[str, str, Extractor]]:
-    """name -> (library, resize mode, extractor)."""
+def contenders(
+    model: torch.nn.Module, weights: Path, calibration: list[torch.Tensor]
+) -> dict[str, tuple[str, str, Extractor]]:
+    """name -> (library, resize mode, extractor). ``calibration``: int8's batches of resized images."""
     state_dict = model.state_dict()
     found = {
         "inceptionzoo exact (pytorch-fid mode)": (
@@ -155,12 +160,24 @@ def contenders(model: torch.nn.Module, weights: Path) -> dict[str, tuple[str, st
             ours(model, "pytorch-fid", dtype=torch.bfloat16),
         ),
     }
+    if calibration:
+        found["inceptionzoo int8 (pytorch-fid mode)"] = (
+            "inceptionzoo",
+            "pytorch-fid",
+            ours(model, "pytorch-fid", dtype="int8", calibration_images=calibration),
+        )
     try:
         found["inceptionzoo onnxruntime (pytorch-fid mode)"] = (
             "inceptionzoo",
             "pytorch-fid",
             ours(model, "pytorch-fid", engine="onnxruntime"),
         )
+        if calibration:
+            found["inceptionzoo onnxruntime int8 (pytorch-fid mode)"] = (
+                "inceptionzoo",
+                "pytorch-fid",
+                ours(model, "pytorch-fid", engine="onnxruntime", dtype="int8", calibration_images=calibration),
+            )
     except ImportError as error:
         print(f"inceptionzoo onnxruntime: the onnx extra is not installed ({error}); left out", file=sys.stderr)
     peers = {
@@ -182,6 +199,41 @@ def features_of(extract: Extractor, images: torch.Tensor, batch: int) -> torch.T
     return torch.cat([extract(images[i : i + batch]).float() for i in range(0, len(images), batch)])
 
 
+def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a ``size``-square matrix product in ``dtype``, the median of ``repeats``: what this CPU's matrix
+    units reach at all, the yardstick for the convolutions."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def fp32_ceiling(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """Where the fp32 default stands against the CPU: its convolutions' share of a forward pass (torch's profiler)
+    and their FLOP/s against an fp32 matrix product's, and the images/s it would reach with no time outside them."""
+    network = fid_network(model, allow_random_weights=True)
+    batch = resize_for_fid(images, "pytorch-fid")
+    with torch.inference_mode():
+        network(batch)
+        with torch.profiler.profile() as profile:
+            network(batch)
+    events = profile.key_averages()
+    total = sum(event.self_cpu_time_total for event in events) / 1e6
+    convolutions = sum(event.self_cpu_time_total for event in events if "convolution" in event.key) / 1e6
+    flops = 2 * count_macs(model, (3, 299, 299)) * len(images)
+    return {
+        "convolution_share": convolutions / total,
+        "convolution_flops": flops / convolutions,
+        "fp32_matmul_flops": matmul_rate(torch.float32),
+        "bf16_matmul_flops": matmul_rate(torch.bfloat16),
+        "images_per_second_convolutions_only": len(images) / convolutions,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="the CIFAR-10 JPEG archive")
@@ -191,6 +243,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--calibration-passes", type=int, default=4, help="train-mode passes of 4 images that set the "
                         "stand-in network's BatchNorm statistics (docs/fid.md's table: 4)")  # fmt: skip
+    parser.add_argument("--calibration-images", type=int, default=128, help="images after the measured ones that "
+                        "calibrate int8 (0 leaves int8 out)")  # fmt: skip
+    parser.add_argument("--ceiling", action="store_true", help="also measure the fp32 default's convolutions against "
+                        "the CPU's matrix-product rate: how fast any fp32 path could be here")  # fmt: skip
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     if args.images < 4:
@@ -199,12 +255,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cpu = machine(torch.get_num_threads())
     print(f"# {cpu}; torch {torch.__version__}; {args.images} CIFAR-10 test images (32x32), batch {args.batch}")
-    images = load_images(Path(args.data), args.images)
+    loaded = load_images(Path(args.data), args.images + args.calibration_images)
+    images, extra = loaded[: args.images], loaded[args.images :]
+    calibration = [resize_for_fid(extra[i : i + args.batch], "pytorch-fid") for i in range(0, len(extra), args.batch)]
     model = realistic_fid_model(args.calibration_passes)
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "weights.pth"
         torch.save(model.state_dict(), weights)
-        runners = contenders(model, weights)
+        runners = contenders(model, weights, calibration)
     features = {}
     for name, (_, _, extract) in runners.items():  # warm-up, and the features for the FID
         features[name] = features_of(extract, images, args.batch)
@@ -244,6 +302,16 @@ def main() -> None:
         })  # fmt: skip
         print(f"{name:<40} {speeds[name]:>7.2f} {ratio:>15.2f} {value:>12.6g} {against_pytorch_fid:>15.2e} "
               f"{against_mode:>12.2e}")  # fmt: skip
+    if args.ceiling:
+        found = fp32_ceiling(model, images[: args.batch])
+        bound = found["images_per_second_convolutions_only"]
+        print(f"fp32 ceiling: convolutions take {found['convolution_share']:.0%} of the default's forward pass and "
+              f"run at {found['convolution_flops'] / 1e9:.0f} GFLOP/s, against {found['fp32_matmul_flops'] / 1e9:.0f} "
+              f"for a 2048x2048 fp32 matrix product ({found['bf16_matmul_flops'] / 1e9:.0f} in bf16); with no time "
+              f"outside them it would reach {bound:.2f} img/s"
+              + (f", {bound / speeds[fastest_peer]:.2f}x {fastest_peer}" if fastest_peer else ""))  # fmt: skip
+        rows.append({"contender": "fp32 ceiling (convolutions only)", "images_per_second": round(bound, 2),
+                     **{key: round(value, 4) for key, value in found.items()}})  # fmt: skip
     if args.csv:
         write_csv(args.csv, rows, cpu)
 

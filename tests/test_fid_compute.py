@@ -274,7 +274,7 @@ def test_an_optimized_model_gives_features_and_auto_precision_is_refused(fid_mod
     assert relative_error(fid_features(fast, images), fid_features(fid_model, images)) < 1e-5
     with pytest.raises(ValueError, match=r"gave its 1008 class logits, not pool features: call reset_classifier\(0\)"):
         fid_features(inceptionzoo.optimize_for_inference(fid_model, dtype=torch.float32), images)
-    with pytest.raises(ValueError, match=r"FID runs in torch.float32 \(exact\) or torch.bfloat16"):
+    with pytest.raises(ValueError, match=r"FID runs in torch.float32 \(exact\), or torch.bfloat16 or 'int8'"):
         fid_network(fid_model, dtype="auto", allow_random_weights=True)
 
 
@@ -287,3 +287,20 @@ def test_a_bf16_run_says_so_and_reports_its_drift(fid_model):
         bf16 = compute(images, images.flip(3), model=fid_model, allow_random_weights=True, dtype=torch.bfloat16)
     assert exact.precision == "fast float32" and exact.precision_drift is None
     assert bf16.precision == "fast bfloat16" and np.isfinite(bf16.precision_drift) and bf16.precision_drift != 0
+
+
+def test_an_int8_run_is_calibrated_on_the_first_set_and_reports_its_drift(fid_model, tmp_path, capsys):
+    """int8 only when asked: calibrated on the first set's images after the 32 its drift is measured on, named in the
+    result with its drift; refused without calibration images, and the command line saves no int8 statistics."""
+    images = torch.randint(0, 256, (34, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        exact = compute(images, images.flip(3)[:4], model=fid_model, allow_random_weights=True)
+        int8 = compute(images, images.flip(3)[:4], model=fid_model, allow_random_weights=True, dtype="int8")
+    assert int8.precision == "int8 (calibrated on 2 images)" and int8.counts == exact.counts == {"a": 34, "b": 4}
+    assert np.isfinite(int8.precision_drift) and int8.precision_drift != 0
+    assert int8.fid == pytest.approx(exact.fid, rel=0.5)  # int8 moves FID, but not by orders of magnitude
+    with pytest.raises(ValueError, match=r"int8 FID needs calibration_images"):
+        fid_network(fid_model, dtype="int8", allow_random_weights=True)
+    assert main(["fid", str(tmp_path), "--save-stats", str(tmp_path / "s.npz"), "--int8"]) == 2
+    assert "--int8 is for quick comparisons" in capsys.readouterr().err

@@ -22,8 +22,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give two sets (inceptionzoo fid A B), or one with --save-stats FILE.npz")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be 1 or more, got {args.batch_size}")
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    dtype = torch.bfloat16 if args.bf16 else "int8" if args.int8 else torch.float32
     network = None
+    if args.save_stats is not None and args.int8:
+        raise ValueError("--int8 is for quick comparisons, and its statistics would mix with fp32 ones in later "
+                         "comparisons: save statistics in fp32 (leave --int8 out)")  # fmt: skip
     if args.save_stats is not None:
         network = fid_network(fast=not args.exact, dtype=dtype, allow_random_weights=args.allow_random_weights,
                               engine=args.engine)  # fmt: skip

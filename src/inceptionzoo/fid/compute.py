@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..images import is_image_file, open_image, read_tar
-from .network import FIDNetwork, RandomWeightsWarning, fid_network
+from .network import FIDNetwork, RandomWeightsWarning, fid_network, is_int8
 from .resize import DEFAULT_RESIZE_MODE, check_resize_mode, resize_for_fid
 from .scores import inception_score, kernel_inception_distance
 from .statistics import FeatureStatistics, Statistics, frechet_distance, load_statistics, save_statistics
@@ -40,9 +40,8 @@ class FewImagesWarning(UserWarning):
 class FIDResult:
     """What ``compute`` measured and with what: the figures, each set's image count, the resize mode, the weights
     (tag and sha256 prefix), the precision, the batch size, the images that went through the network and the time
-    their features took. ``precision_drift`` is,
-    for a bf16 run, the relative change of FID between the two halves of the first set's first 32 images against
-    fp32 (None in fp32)."""
+    their features took. ``precision_drift`` is, for a bf16 or int8 run, the relative change of FID between the two
+    halves of the first set's first 32 images against fp32 (None in fp32)."""
 
     fid: float
     counts: dict[str, int | None]
@@ -217,11 +216,20 @@ def _features_of(
 
 
 DRIFT_IMAGES = 32  # the first images of the first image set, on which a reduced precision's FID drift is measured
+CALIBRATION_IMAGES = 128  # the images after those that calibrate int8 (all of the first ones in a smaller set)
+
+
+def _calibration_batches(images: list[tuple[str, Any]], mode: str, batch_size: int) -> list[torch.Tensor]:
+    """int8's calibration input: the images after the drift images (all of them in a set too small for both),
+    resized, in batches."""
+    chosen = images[DRIFT_IMAGES:] if len(images) > DRIFT_IMAGES else images
+    resized = [resize_for_fid(_as_chw(image).unsqueeze(0), mode) for _, image in chosen]
+    return [torch.cat(resized[i : i + batch_size]) for i in range(0, len(resized), batch_size)]
 
 
 def _precision_drift(images: list[tuple[str, Any]], network: FIDNetwork, reference: FIDNetwork, mode: str) -> float:
     """FID between the two halves of ``images`` with ``network`` relative to that with the fp32 ``reference``,
-    minus one: what running in bf16 does to a figure, measured on the user's own images."""
+    minus one: what running in bf16 or int8 does to a figure, measured on the user's own images."""
     batch = torch.cat([resize_for_fid(_as_chw(image).unsqueeze(0), mode) for _, image in images])
     half = len(images) // 2
     figures = []
@@ -270,7 +278,7 @@ def compute(
     kid_subset_size: int = 1000,
     model: nn.Module | None = None,
     fast: bool = True,
-    dtype: torch.dtype = torch.float32,
+    dtype: Any = torch.float32,
     allow_random_weights: bool = False,
     progress: bool = False,
     engine: str = "torch",
@@ -281,7 +289,8 @@ def compute(
     The images are resized by ``resize_mode`` (``pytorch-fid``, ``tf`` or ``clean``: docs/fid.md); statistics made
     with another mode are refused. The network is ``inception_v3_fid`` with its published weights (``model`` to pass
     one); ``fast`` (the default) runs its fp32 fast path (with ONNX Runtime for ``engine="onnxruntime"``),
-    ``dtype=torch.bfloat16`` a faster one that moves FID.
+    ``dtype=torch.bfloat16`` or ``"int8"`` faster ones that move FID, by the ``precision_drift`` the result reports
+    (int8 is calibrated on up to 128 images of the first set that follow the 32 the drift is measured on).
     """
     check_resize_mode(resize_mode)
     sets = {"a": _open(a, "a"), "b": _open(b, "b")}
@@ -296,7 +305,16 @@ def compute(
             if kid:
                 raise ValueError(f"KID needs the features of both sets; set {which} is statistics only")
     needs_network = any(not isinstance(opened, Statistics) for opened in sets.values())
-    network = fid_network(model, fast, dtype, allow_random_weights, engine) if needs_network else None
+    network = None
+    if needs_network and is_int8(dtype) and not isinstance(model, FIDNetwork):
+        which = next(which for which, opened in sets.items() if not isinstance(opened, Statistics))
+        wanted = DRIFT_IMAGES + CALIBRATION_IMAGES
+        head = list(itertools.islice(sets[which], min(wanted, max_images) if max_images else wanted))
+        sets[which] = itertools.chain(head, sets[which])
+        calibration = _calibration_batches(head, resize_mode, batch_size)
+        network = fid_network(model, fast, dtype, allow_random_weights, engine, calibration_images=calibration)
+    elif needs_network:
+        network = fid_network(model, fast, dtype, allow_random_weights, engine)
     weights = network.weights if network is not None else None
     for which, opened in sets.items():
         if isinstance(opened, Statistics) and opened.weights and weights and opened.weights != weights:
