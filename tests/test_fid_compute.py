@@ -4,6 +4,7 @@ are required; mistakes are named."""
 
 import copy
 import json
+import sys
 import tarfile
 import warnings
 from pathlib import Path
@@ -289,15 +290,17 @@ def test_a_bf16_run_says_so_and_reports_its_drift(fid_model):
     assert bf16.precision == "fast bfloat16" and np.isfinite(bf16.precision_drift) and bf16.precision_drift != 0
 
 
-def test_an_int8_run_is_calibrated_on_the_first_set_and_reports_its_drift(fid_model, tmp_path, capsys):
-    """int8 only when asked: calibrated on the first set's images after the 32 its drift is measured on, named in the
-    result with its drift; refused without calibration images, and the command line saves no int8 statistics."""
-    images = torch.randint(0, 256, (34, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+def test_an_int8_run_is_calibrated_on_the_first_set_and_reports_its_drift(fid_model, tmp_path, capsys, monkeypatch):
+    """int8 only when asked: calibrated on the first set's images after those its drift is measured on (32, here 4
+    to keep the test small), named in the result with its drift; refused without calibration images, and the
+    command line saves no int8 statistics."""
+    monkeypatch.setattr(sys.modules["inceptionzoo.fid.compute"], "DRIFT_IMAGES", 4)  # the module, not the function
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         exact = compute(images, images.flip(3)[:4], model=fid_model, allow_random_weights=True)
         int8 = compute(images, images.flip(3)[:4], model=fid_model, allow_random_weights=True, dtype="int8")
-    assert int8.precision == "int8 (calibrated on 2 images)" and int8.counts == exact.counts == {"a": 34, "b": 4}
+    assert int8.precision == "int8 (calibrated on 2 images)" and int8.counts == exact.counts == {"a": 6, "b": 4}
     assert np.isfinite(int8.precision_drift) and int8.precision_drift != 0
     assert int8.fid == pytest.approx(exact.fid, rel=0.5)  # int8 moves FID, but not by orders of magnitude
     with pytest.raises(ValueError, match=r"int8 FID needs calibration_images"):
