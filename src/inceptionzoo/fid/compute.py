@@ -305,16 +305,23 @@ def compute(
             if kid:
                 raise ValueError(f"KID needs the features of both sets; set {which} is statistics only")
     needs_network = any(not isinstance(opened, Statistics) for opened in sets.values())
-    network = None
-    if needs_network and is_int8(dtype) and not isinstance(model, FIDNetwork):
-        which = next(which for which, opened in sets.items() if not isinstance(opened, Statistics))
-        wanted = DRIFT_IMAGES + CALIBRATION_IMAGES
-        head = list(itertools.islice(sets[which], min(wanted, max_images) if max_images else wanted))
-        sets[which] = itertools.chain(head, sets[which])
-        calibration = _calibration_batches(head, resize_mode, batch_size)
+    network, drift = None, None
+    if needs_network:
+        # a reduced precision's drift is measured on the first image set's first images, and int8 is calibrated on
+        # the ones after them: both are read once, here, and replayed to the pass over the set
+        first = next(which for which, opened in sets.items() if not isinstance(opened, Statistics))
+        reduced = dtype != torch.float32 and not isinstance(model, FIDNetwork)  # a built one has lost its fp32 source
+        head = []
+        if reduced:
+            head = list(itertools.islice(sets[first], DRIFT_IMAGES + (CALIBRATION_IMAGES if is_int8(dtype) else 0)))
+            sets[first] = itertools.chain(head, sets[first])
+        calibration = None
+        if reduced and is_int8(dtype):
+            calibration = _calibration_batches(head[:max_images] if max_images else head, resize_mode, batch_size)
         network = fid_network(model, fast, dtype, allow_random_weights, engine, calibration_images=calibration)
-    elif needs_network:
-        network = fid_network(model, fast, dtype, allow_random_weights, engine)
+        if len(head[:DRIFT_IMAGES]) >= 4:
+            reference = fid_network(model, fast, torch.float32, allow_random_weights, engine)
+            drift = _precision_drift(head[:DRIFT_IMAGES], network, reference, resize_mode)
     weights = network.weights if network is not None else None
     for which, opened in sets.items():
         if isinstance(opened, Statistics) and opened.weights and weights and opened.weights != weights:
@@ -325,18 +332,11 @@ def compute(
     statistics: dict[str, Statistics] = {}
     features: dict[str, torch.Tensor | None] = {}
     scores: dict[str, tuple[float, float]] = {}
-    drift = None
     seconds, processed = 0.0, 0
     for which, opened in sets.items():
         if isinstance(opened, Statistics):
             statistics[which] = opened
             continue
-        if dtype != torch.float32 and drift is None:
-            head = list(itertools.islice(opened, DRIFT_IMAGES))
-            opened = itertools.chain(head, opened)
-            if len(head) >= 4 and not isinstance(model, FIDNetwork):  # a built network has lost its fp32 source
-                reference = fid_network(model, fast, torch.float32, allow_random_weights, engine)
-                drift = _precision_drift(head, network, reference, resize_mode)
         start = time.perf_counter()
         statistics[which], features[which], logits = _features_of(
             opened, network, resize_mode, batch_size, max_images, kid, isc, _Progress(f"set {which}", progress)

@@ -125,26 +125,21 @@ def fid_network(
     body.reset_classifier(0)
     if is_int8(dtype):
         from ..deploy import optimize_for_inference
+        from ..deploy.int8 import Int8AgreementWarning
 
         with warnings.catch_warnings():  # its top-1 agreement check means nothing for a network without a classifier
-            warnings.simplefilter("ignore", category=_int8_agreement_warning())
+            warnings.simplefilter("ignore", category=Int8AgreementWarning)
             body = optimize_for_inference(body, dtype="int8", calibration_batches=calibration, engine=engine)
         precision = f"int8 (calibrated on {sum(len(batch) for batch in calibration)} images)"
-    elif fast or dtype != torch.float32:
-        from ..deploy import optimize_for_inference
+    else:
+        if fast or dtype != torch.float32:
+            from ..deploy import optimize_for_inference
 
-        body = optimize_for_inference(body, dtype=dtype, engine=engine)
-    if not is_int8(dtype):
+            body = optimize_for_inference(body, dtype=dtype, engine=engine)
         precision = ("fast " if fast else "") + str(dtype).removeprefix("torch.")
     if engine != "torch":
         precision += f" ({engine})"
     return FIDNetwork(body, classifier, weights, precision).eval()
-
-
-def _int8_agreement_warning() -> type[Warning]:
-    from ..deploy.int8 import Int8AgreementWarning
-
-    return Int8AgreementWarning
 
 
 def fid_features(model: nn.Module, images: torch.Tensor, resize_mode: str = DEFAULT_RESIZE_MODE) -> torch.Tensor:
