@@ -373,10 +373,11 @@ def test_a_study_under_torchrun_distributes_each_run_over_two_processes(squares,
     assert all(s["world_size"] == 2 and s["replicas_identical"] is True for s in summaries)
     assert all(s["train_images"] == 36 and s["test"]["images"] == 12 for s in summaries)
     assert result.stdout.count("seed 0: top-1 error") == 2  # one line per run, from rank 0 only
-    # 3 steps of 6 images per rank: 2 to warm up, then 1 timed step on each rank, 12 images in one (fake) second;
-    # 0.06 minutes of 12 images/s is 1.2 epochs of 36 images, so 1 (counting each rank's images twice gave 2)
+    # 3 steps of 6 images per rank an epoch: 4 to warm up, then 12 timed one at a time, each 12 images (both ranks')
+    # in one (fake) second; 0.06 minutes of 12 images/s is 1.2 epochs of 36 images (counting each rank's images
+    # twice gave 2.4)
     measured = json.loads((tmp_path / "study" / "study.json").read_text())["arm_epochs"]
-    assert [(m["images_per_second"], m["epochs"]) for m in measured.values()] == [(12.0, 1), (12.0, 1)]
+    assert [(m["images_per_second"], m["epochs"]) for m in measured.values()] == [(12.0, 1.2), (12.0, 1.2)]
     report = json.loads((tmp_path / "study" / "report.json").read_text())
     assert [len(row["top1_errors"]) for row in report["arms"]] == [1, 1]
 

@@ -21,7 +21,7 @@ from conftest import crash_in_epoch, realistic_batchnorm, write_squares
 from hub_server import HubServer
 from inceptionzoo.train import command, loop
 from inceptionzoo.train import resume as checkpoint_module
-from inceptionzoo.train.config import RECIPE_OVERRIDES, RESUME_MUST_MATCH, check_resume_matches
+from inceptionzoo.train.config import RECIPE_OVERRIDES, RESUME_MUST_MATCH, check_resume_matches, refuse_finished_run
 from inceptionzoo.train.loop import TrainConfig, fit
 from inceptionzoo.train.resume import find_checkpoint, save_training_state
 from inceptionzoo.train.validate import resolve_model_source
@@ -291,3 +291,26 @@ def test_decay_epochs_reaches_the_runs_schedule(colours, tmp_path):
     assert saved["decay_epochs"] == saved["resolved_recipe"]["decay_epochs"] == 0.5
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["lr"] for row in rows] == pytest.approx([0.1 * 0.94**2, 0.1 * 0.94**4])
+
+
+def test_a_fractional_epoch_count_ends_with_a_partial_pass_on_the_whole_schedule(colours, tmp_path):
+    # 6 steps an epoch: 1.5 epochs are 9 updates, so a decay every 3 steps gives three, and the run stops there
+    fit(quick(colours, tmp_path / "run", recipe="momentum_sgd", decay_epochs=0.5, lr=0.1, epochs=1.5, val_size=0))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["lr"] for row in rows] == pytest.approx([0.1 * 0.94**2, 0.1 * 0.94**3])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs"] == 1.5 and summary["final"]["epoch"] == 2  # two passes, the second one half
+    with pytest.raises(ValueError, match="finished run"):
+        refuse_finished_run(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(("text", "epochs"), [("3", 3), ("9.9", 9.9)])
+def test_epochs_on_the_command_line_are_whole_or_fractional(text, epochs):
+    config = command.config_from_args(command.build_parser().parse_args(["--epochs", text]))
+    assert config.epochs == epochs and type(config.epochs) is type(epochs)
+
+
+@pytest.mark.parametrize("epochs", [0, -1.5])
+def test_a_run_of_no_epochs_is_refused_by_name(colours, tmp_path, epochs):
+    with pytest.raises(ValueError, match="--epochs must be a positive number"):
+        fit(quick(colours, tmp_path / "run", epochs=epochs, val_size=0))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .command import KeyValuePairs
+from .command import KeyValuePairs, whole_or_fractional
 from .loop import TrainingInterrupted
 from .study import ADAPTATIONS, STUDIES, Study, arm_from_spec, collect_results, load_study_file, run_study, study_arms
 from .study_report import write_report
@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="the study's folder (default: studies/<study>); rerun with the same one to "
                         "go on")  # fmt: skip
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, help="epochs per run, the same for every arm")
+    budget.add_argument(
+        "--epochs",
+        type=whole_or_fractional,
+        help="epochs per run, the same for every arm (9.9 ends with a partial pass)",
+    )
     budget.add_argument("--budget-minutes", type=float, help="minutes of training per run: each arm's epochs are "
                         "what fits, from its speed measured on this machine before its first run")  # fmt: skip
     parser.add_argument("--seeds", type=int, help="seeds per arm, 0 to N-1 (default: the study file's, else 2)")

@@ -41,7 +41,7 @@ _HELP = {
     "$INCEPTIONZOO_CACHE, else ~/.cache/inceptionzoo/datasets)",
     "recipe": "training recipe (momentum_sgd, rmsprop, rmsprop_label_smoothing, googlenet, cifar, cifar_fast); "
     "default: the one the model's paper row or MODEL_RECIPES names",
-    "epochs": "epochs to train (default: the recipe's)",
+    "epochs": "epochs to train, whole or fractional (9.9 ends with a partial pass; default: the recipe's)",
     "batch_size": "images per process and step (default: the recipe's)",
     "lr": "peak learning rate (default: the recipe's, scaled linearly with the global batch size)",
     "weight_decay": "weight decay, not applied to norms and biases (default: the recipe's)",
@@ -122,9 +122,20 @@ class KeyValuePairs(ParseKwargs):
         super().__call__(parser, namespace, values, option_string)
 
 
-def _value_type(annotation: Any) -> type:
-    """``int`` for ``int | None`` and so on: the type argparse converts an option's text to."""
+def whole_or_fractional(text: str) -> int | float:
+    """An option's number as an ``int`` when it is whole (``3``), else a ``float`` (``9.9``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _value_type(annotation: Any) -> Any:
+    """``int`` for ``int | None`` and so on: the type argparse converts an option's text to (``int | float``: a
+    whole or fractional number)."""
     options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if options[:2] == [int, float]:
+        return whole_or_fractional
     return options[0] if options else annotation
 
 

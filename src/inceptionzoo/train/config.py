@@ -33,7 +33,7 @@ class TrainConfig:
     download: bool = False
     cache_dir: str | None = None
     recipe: str | None = None
-    epochs: int | None = None
+    epochs: int | float | None = None  # a fractional count ends with a partial pass (airbench's 9.9)
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float | None = None

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import torch
@@ -101,8 +102,10 @@ def train_one_epoch(
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     after_update: Callable[[int], None] | None = None,
     between_steps: Callable[[], None] | None = None,
+    max_steps: int | None = None,
 ) -> EpochStats:
-    """Train for one pass over ``data``; auxiliary heads add ``recipe.aux_weight`` times their loss.
+    """Train for one pass over ``data`` (its first ``max_steps`` batches: a fractional epoch's last pass);
+    auxiliary heads add ``recipe.aux_weight`` times their loss.
 
     ``scheduler`` (a timm scheduler) gets ``step_update`` after every optimizer step, counted from ``num_updates``;
     ``grad_scaler`` is for fp16; ``grad_accum`` sums the gradients of that many batches per optimizer step (without
@@ -116,7 +119,7 @@ def train_one_epoch(
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
     data_wait = 0.0
     optimizer.zero_grad(set_to_none=True)  # a partial accumulation left by the last epoch is dropped
-    batches = iter(data)
+    batches = iter(data if max_steps is None else islice(data, max_steps))
     step = 0
     while True:
         waited = time.perf_counter()

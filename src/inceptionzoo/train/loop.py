@@ -39,6 +39,7 @@ from .recipes import (
     finish_lookahead,
     freeze_norm_scales,
     set_lookahead_alpha,
+    training_length,
 )
 from .reporting import MetricsLog, Progress, plot_metrics, rate
 from .resume import (
@@ -404,7 +405,9 @@ class Run:
                 f"batch size {recipe.batch_size} x --grad-accum {config.grad_accum} is larger than this process's "
                 f"{self.splits.train.images} training images; lower --batch-size or raise --subset"
             )
-        scheduler = create_scheduler(optimizer, recipe, epochs=recipe.epochs, updates_per_epoch=updates_per_epoch)
+        passes, total_updates = training_length(recipe.epochs, updates_per_epoch)
+        scheduler = create_scheduler(optimizer, recipe, epochs=total_updates / updates_per_epoch,
+                                     updates_per_epoch=updates_per_epoch)  # fmt: skip
         mixup = self._mixup()
         resolved = {**asdict(self.config), "recipe": recipe.name, "resolved_recipe": asdict(recipe)}
         start_epoch, train_seconds = self.restore_into(model, resolved, optimizer, scheduler, grad_scaler, ema)
@@ -413,11 +416,10 @@ class Run:
         metrics = self.announce(resolved, start_epoch)
 
         net = self._wrap(model)
-        total_updates = recipe.epochs * updates_per_epoch
         lookahead = partial(set_lookahead_alpha, optimizer, total_updates=total_updates) if recipe.lookahead else None
         row: dict[str, Any] = self.last_row(metrics, start_epoch)
         with StopBetweenSteps(announce=env.is_main) as stop:
-            for epoch in range(start_epoch, recipe.epochs):
+            for epoch in range(start_epoch, passes):
                 epoch_start = time.perf_counter()
                 unfreeze = config.unfreeze_after and epoch >= config.unfreeze_after
                 if unfreeze and self._set_backbone_trainable(True):
@@ -425,7 +427,11 @@ class Run:
                 # dropout and any other draws of this epoch
                 torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))
                 loader = self.splits.train.epoch(epoch)
-                progress = Progress(len(self.splits.train), f"epoch {epoch + 1}/{recipe.epochs}",
+                # the last pass of a fractional epoch count stops at the run's last update
+                remaining = total_updates - epoch * updates_per_epoch
+                last_steps = remaining * config.grad_accum if remaining < updates_per_epoch else None
+                steps = last_steps or len(self.splits.train)
+                progress = Progress(steps, f"epoch {epoch + 1}/{recipe.epochs:g}",
                                     env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip
                 stop.stepping = True  # a Ctrl-C from here on stops after the step under way
                 stats = train_one_epoch(
@@ -433,10 +439,11 @@ class Run:
                     device=env.device, scheduler=scheduler, num_updates=epoch * updates_per_epoch,
                     grad_scaler=grad_scaler, on_step=progress, grad_accum=config.grad_accum, mixup=mixup,
                     after_update=lookahead, between_steps=stop.check,
+                    max_steps=last_steps,
                 )  # fmt: skip
                 stop.stepping = False
                 progress.close()
-                if lookahead is not None and epoch + 1 == recipe.epochs:
+                if lookahead is not None and epoch + 1 == passes:
                     finish_lookahead(optimizer)  # the last epoch is validated, tested and saved with the slow weights
                 average_batchnorm_statistics([self.model, ema.module if ema is not None else None], env.world_size)
                 train_time = time.perf_counter() - epoch_start
@@ -566,7 +573,7 @@ class Run:
             f"{validation}; {env.world_size} process(es) on {env.device}, {torch.get_num_threads()} "
             f"threads, autocast {self.autocast_dtype}, recipe {recipe.name} (lr {recipe.lr:g}, batch "
             f"{recipe.batch_size}{f' x {config.grad_accum} accumulated' if config.grad_accum > 1 else ''}), epochs "
-            f"{start_epoch + 1}-{recipe.epochs}",
+            f"{start_epoch + 1}-{recipe.epochs:g}",
             flush=True,
         )
         native = self.model.pretrained_cfg["input_size"][-1]
@@ -606,7 +613,7 @@ class Run:
         shown = f"  val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
         skipped = f"  {row['skipped_images']} unreadable images skipped" if row.get("skipped_images") else ""
         print(
-            f"epoch {row['epoch'] + 1}/{self.recipe.epochs}: train loss {row['train_loss']:.4f} top-1 "
+            f"epoch {row['epoch'] + 1}/{self.recipe.epochs:g}: train loss {row['train_loss']:.4f} top-1 "
             f"{row['train_top1']:.2f}%{shown}  {row['epoch_s']:.0f} s ({rate(row['train_images_per_s'])} img/s), "
             f"{train_seconds / 60:.1f} min in all{skipped}",
             flush=True,

@@ -20,7 +20,7 @@ from ..checkpoint import CheckpointError, read_pickled
 from .data.cache import cache_key, file_stamps, read_entry, write_entry
 from .distributed import epoch_seed, wrap_ddp
 from .engine import EpochStats, autocast, evaluate, split_outputs, train_one_epoch, unwrap_model
-from .recipes import create_ema, create_loss, create_optimizer, create_scheduler
+from .recipes import create_ema, create_loss, create_optimizer, create_scheduler, training_length
 
 __all__ = ["extract_features", "feature_batches", "fit_frozen"]
 
@@ -171,7 +171,9 @@ def fit_frozen(run: Any) -> dict[str, Any]:
         raise ValueError(f"batch size {recipe.batch_size} is larger than the {len(train_labels)} training images")
     optimizer = create_optimizer(head, recipe)
     ema = create_ema(head, recipe)
-    scheduler = create_scheduler(optimizer, recipe, epochs=recipe.epochs, updates_per_epoch=updates_per_epoch)
+    passes, total_updates = training_length(recipe.epochs, updates_per_epoch)
+    scheduler = create_scheduler(optimizer, recipe, epochs=total_updates / updates_per_epoch,
+                                 updates_per_epoch=updates_per_epoch)  # fmt: skip
     resolved = {**asdict(config), "recipe": recipe.name, "resolved_recipe": asdict(recipe)}
     start_epoch, train_seconds = 0, 0.0
     if config.resume is not None:
@@ -187,13 +189,14 @@ def fit_frozen(run: Any) -> dict[str, Any]:
         return evaluate(ema.module if ema is not None else head, feature_batches(features, labels, 1024),
                         autocast_dtype=None, device=env.device)  # fmt: skip
 
-    for epoch in range(start_epoch, recipe.epochs):
+    for epoch in range(start_epoch, passes):
         epoch_start = time.perf_counter()
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, env.rank))
         batches = feature_batches(train_features, train_labels, recipe.batch_size, generator)
         stats = train_one_epoch(
             net, batches, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=None, device=env.device,
             scheduler=scheduler, num_updates=epoch * updates_per_epoch,
+            max_steps=min(updates_per_epoch, total_updates - epoch * updates_per_epoch),
         )  # fmt: skip
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": stats.loss,
                "train_top1": stats.top1, "train_top5": stats.top5}  # fmt: skip

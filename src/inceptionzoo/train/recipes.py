@@ -23,6 +23,7 @@ __all__ = [
     "freeze_norm_scales",
     "recipe_for",
     "set_lookahead_alpha",
+    "training_length",
 ]
 
 
@@ -56,7 +57,7 @@ class Recipe:
     optimizer: str
     lr: float
     batch_size: int
-    epochs: int
+    epochs: int | float
     momentum: float = 0.9
     weight_decay: float = 4e-5
     eps: float | None = None
@@ -290,8 +291,17 @@ def freeze_norm_scales(model: nn.Module) -> int:
     return frozen
 
 
+def training_length(epochs: int | float, updates_per_epoch: int) -> tuple[int, int]:
+    """The passes over the data and the optimizer updates that ``epochs`` come to. A fractional count (airbench's
+    9.9) ends with a partial pass: its updates are rounded to whole steps, at least one."""
+    if not epochs > 0:
+        raise ValueError(f"--epochs must be a positive number of epochs (9.9 trains nine and a part), got {epochs}")
+    total_updates = max(1, round(epochs * updates_per_epoch))
+    return math.ceil(total_updates / updates_per_epoch), total_updates
+
+
 def create_scheduler(
-    optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int | None = None, updates_per_epoch: int = 0
+    optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int | float | None = None, updates_per_epoch: int = 0
 ) -> Any:
     """The recipe's learning-rate schedule, from timm's factory.
 

@@ -12,11 +12,12 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from itertools import islice
+from itertools import chain, count, islice
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch.distributed as dist
 
 from .config import TrainConfig
 from .data.cache import write_atomically
-from .distributed import Distributed
+from .distributed import Distributed, wrap_ddp
 from .recipes import RECIPES, recipe_for
 from .study_report import ArmResult, write_report
 
@@ -163,7 +164,7 @@ class Study:
     data: str
     output: str
     seeds: int = 2
-    epochs: int | None = None
+    epochs: int | float | None = None
     budget_minutes: float | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +180,8 @@ class Study:
             raise ValueError(f"arm names must be distinct (also as folder names): {names}")
         if (self.epochs is None) == (self.budget_minutes is None):
             raise ValueError("give the budget as epochs or as budget_minutes (wall-clock minutes of training per run)")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ValueError(f"epochs must be a positive number (9.9 ends with a partial pass), got {self.epochs}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be 1 or more, got {self.seeds}")
         for where, settings in [("settings", self.settings)] + [(f"arm {a.name!r}", a.settings) for a in self.arms]:
@@ -239,7 +242,7 @@ def _base_recipe(arm: Arm) -> Any:
     return RECIPES[arm.recipe]
 
 
-def run_config(study: Study, arm: Arm, seed: int, epochs: int) -> TrainConfig:
+def run_config(study: Study, arm: Arm, seed: int, epochs: int | float) -> TrainConfig:
     """The ``TrainConfig`` of one (arm, seed) run: the study's shared settings, then the arm's own."""
     # one checkpoint is enough to resume a cut run; a study's many finished runs need no more
     settings = {"progress": False, "keep_checkpoints": 1, **study.settings, **arm.settings}
@@ -258,7 +261,7 @@ def run_config(study: Study, arm: Arm, seed: int, epochs: int) -> TrainConfig:
     )
 
 
-def _run_state(folder: Path, epochs: int) -> str:
+def _run_state(folder: Path, epochs: int | float) -> str:
     """``finished`` (its summary says all epochs trained), ``partial`` (a checkpoint to resume) or ``new``."""
     try:
         summary = json.loads((folder / "summary.json").read_text())
@@ -335,40 +338,48 @@ def _on_main(make: Callable[[], Any], env: Distributed) -> Any:
     return result
 
 
-def measure_epochs(config: TrainConfig, minutes: float, env: Distributed, steps: int = 12) -> dict[str, Any]:
-    """The epochs that fit ``minutes`` of training for this run's model, recipe and data: a few training steps are
-    timed on the real data (after warm-up), and the epochs are the budget over the time of one epoch."""
+def measure_epochs(
+    config: TrainConfig, minutes: float, env: Distributed, steps: int = 12, warmup: int = 4
+) -> dict[str, Any]:
+    """The epochs that fit ``minutes`` of training for this run's model, recipe and data, to a hundredth (the last
+    pass of a fractional count is partial): ``steps`` training steps are timed one by one on the real data after
+    ``warmup`` steps, and an epoch's time is its steps times the median step's."""
     from .engine import train_one_epoch
     from .loop import Run
-    from .recipes import create_loss, create_optimizer
+    from .recipes import create_loss, create_optimizer, freeze_norm_scales
 
     run = Run(replace(config, epochs=1, output=str(Path(config.output).parent / ".timing")), env, time.perf_counter())
     try:
         model = run.model.to(env.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if run.recipe.freeze_norm_scale:
+            freeze_norm_scales(model)  # as the run will: frozen scales have no gradients to compute
         optimizer, loss_fn = create_optimizer(model, run.recipe), create_loss(run.recipe)
-        batches = run.splits.train.epoch(0)
+        if len(run.splits.train) == 0:
+            raise ValueError(f"{config.model}: too few training images to time a step")
+        # as many epochs as the steps need (a small dataset has fewer than warm-up and timed steps together)
+        batches = chain.from_iterable(run.splits.train.epoch(epoch) for epoch in count())
+        net = wrap_ddp(model, env)  # the run's gradient all-reduce is timed too
 
         def train(count: int) -> tuple[float, int]:
             started = time.perf_counter()
-            stats = train_one_epoch(model, islice(batches, count), optimizer, loss_fn, run.recipe,
+            stats = train_one_epoch(net, islice(batches, count), optimizer, loss_fn, run.recipe,
                                     autocast_dtype=run.autocast_dtype, device=env.device)  # fmt: skip
             return time.perf_counter() - started, stats.images
 
-        train(2)  # warm-up: the first steps allocate and pick kernels
-        seconds, images = train(steps)  # images: every rank's, summed (train_one_epoch's totals are all-reduced)
-        if images == 0:
-            raise ValueError(f"{config.model}: too few training images to time a step")
+        train(warmup)  # the first steps allocate and pick kernels
+        timed = [train(1) for _ in range(steps)]  # images: every rank's, summed (the totals are all-reduced)
         train_images = run.splits.train_images
     finally:
         run.close_data()
-    images_per_second = images / seconds
-    epochs = max(1, math.floor(minutes * 60 * images_per_second / train_images))
+    # the median step: a step slowed by a collection or a neighbour's burst does not set the budget
+    images_per_second = statistics.median(images / seconds for seconds, images in timed)
+    epochs = max(1, math.floor(100 * minutes * 60 * images_per_second / train_images) / 100)
     return {"epochs": epochs, "images_per_second": images_per_second, "train_images": train_images}
 
 
-def _arm_epochs(study: Study, arm: Arm, state: _StudyFile, env: Distributed, say: Callable[[str], None]) -> int:
+def _arm_epochs(study: Study, arm: Arm, state: _StudyFile, env: Distributed, say: Callable[[str], None]) -> int | float:
     if study.epochs is not None:
         return study.epochs
     known = state.state["arm_epochs"].get(arm.name)
@@ -378,9 +389,9 @@ def _arm_epochs(study: Study, arm: Arm, state: _StudyFile, env: Distributed, say
         state.state["arm_epochs"][arm.name] = known
         if env.is_main:
             state.save()
-            say(f"{arm.name}: {known['images_per_second']:.0f} img/s measured -> {known['epochs']} epochs in "
+            say(f"{arm.name}: {known['images_per_second']:.0f} img/s measured -> {known['epochs']:g} epochs in "
                 f"{study.budget_minutes:g} min")  # fmt: skip
-    return int(known["epochs"])
+    return known["epochs"]
 
 
 def run_study(study: Study, say: Callable[[str], None] | None = None) -> list[ArmResult]:
@@ -407,7 +418,7 @@ def run_study(study: Study, say: Callable[[str], None] | None = None) -> list[Ar
             if status == "finished":
                 talk(f"{head}: finished earlier, kept")
                 continue
-            talk(f"{head}: {'resuming' if status == 'partial' else 'training'} {epochs} epochs in {folder}")
+            talk(f"{head}: {'resuming' if status == 'partial' else 'training'} {epochs:g} epochs in {folder}")
             summary = fit(replace(config, resume=str(folder) if status == "partial" else None))
             held_out = _held_out(summary)
             figures = f"top-1 error {held_out[1]:.2f}% ({held_out[0]})" if held_out else "no held-out split"

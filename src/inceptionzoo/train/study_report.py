@@ -104,7 +104,7 @@ class ArmResult:
     train_minutes: list[float] = field(default_factory=list)
     seeds_done: list[int] = field(default_factory=list)
     seeds_planned: int = 0
-    epochs: int | None = None
+    epochs: int | float | None = None
     split: str | None = None  # which split the errors were measured on: test or val
     parameters: int | None = None
     macs: int | None = None
