@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CpuInfo", "PrecisionChoice", "choose_precision", "cpu_info", "probe_bf16_speedup"]
+__all__ = ["CpuInfo", "PrecisionChoice", "choose_precision", "cpu_info", "is_int8", "probe_bf16_speedup"]
+
+
+def is_int8(dtype: object) -> bool:
+    """Whether ``dtype`` asks for int8: ``"int8"`` or ``torch.qint8``, the two spellings ``optimize_for_inference``,
+    its engines and FID take."""
+    return dtype == "int8" or dtype is torch.qint8
+
 
 _FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 BF16_MIN_SPEEDUP = 1.1  # the probe's margin: below it, fp32 (the probe's own noise is a few percent)

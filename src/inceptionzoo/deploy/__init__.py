@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from ..precision import is_int8
 from .int8 import QuantizedModel, quantize
 from .onnxruntime import OnnxRuntimeModel, export_onnx, onnxruntime_engine
 from .passes import InferenceModel, fold_batchnorm, fuse_relu, merge_parallel_convolutions
@@ -34,7 +35,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 
-_INT8 = ("int8", torch.qint8)
 _FLOAT_DTYPES = {None: torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -49,7 +49,7 @@ def _resolve_dtype(dtype: Any, device: torch.device) -> tuple[Any, str]:
 
         choice = choose_precision(device)
         return choice.dtype, f"auto: {choice.reason}"
-    if dtype in _INT8:
+    if is_int8(dtype):
         return torch.qint8, "asked for int8"
     resolved = _FLOAT_DTYPES.get(dtype, dtype) if not isinstance(dtype, torch.dtype) else dtype
     if resolved not in (torch.float32, torch.bfloat16, torch.float16):

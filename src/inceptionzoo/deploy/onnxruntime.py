@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..precision import is_int8
 from .passes import keep_model_attributes
 
 __all__ = ["OnnxRuntimeModel", "export_onnx", "onnxruntime_engine"]
@@ -185,8 +186,8 @@ def onnxruntime_engine(
     """``optimize_for_inference(model, engine="onnxruntime")``: ``model`` exported and run by ONNX Runtime, in
     float32 or (``dtype="int8"``) int8 through ONNX Runtime's static quantization. ``compile`` and
     ``merge_branches`` are the torch engine's; ONNX Runtime optimizes the graph itself."""
-    int8 = dtype in ("int8", torch.qint8)
-    if dtype not in ("auto", None, torch.float32, "float32", "int8", torch.qint8):
+    int8 = is_int8(dtype)
+    if not int8 and dtype not in ("auto", None, torch.float32, "float32"):
         raise ValueError(f"the onnxruntime engine runs float32 or int8, not {dtype!r}")
     fast = OnnxRuntimeModel.from_model(model, int8=int8, calibration_batches=calibration_batches)
     fast.precision_reason = "asked for int8" if int8 else "ONNX Runtime runs float32 on the CPU"

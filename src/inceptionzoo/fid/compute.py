@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..images import is_image_file, open_image, read_tar
-from .network import FIDNetwork, RandomWeightsWarning, fid_network, is_int8
+from ..precision import is_int8
+from .network import FIDNetwork, RandomWeightsWarning, fid_network
 from .resize import DEFAULT_RESIZE_MODE, check_resize_mode, resize_for_fid
 from .scores import inception_score, kernel_inception_distance
 from .statistics import FeatureStatistics, Statistics, frechet_distance, load_statistics, save_statistics

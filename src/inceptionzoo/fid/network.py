@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..precision import is_int8
 from .resize import DEFAULT_RESIZE_MODE, resize_for_fid
 
-__all__ = ["FIDNetwork", "RandomWeightsWarning", "fid_features", "fid_network", "is_int8"]
+__all__ = ["FIDNetwork", "RandomWeightsWarning", "fid_features", "fid_network"]
 
 FID_ARCHITECTURE = "inception_v3_fid"
 
@@ -56,11 +57,6 @@ def _weights_name(model: nn.Module) -> str | None:
         for block in iter(lambda: file.read(2**20), b""):
             digest.update(block)
     return f"{tag} (sha256 {digest.hexdigest()[:12]})"
-
-
-def is_int8(dtype: Any) -> bool:
-    """Whether ``dtype`` asks for int8 (``"int8"`` or ``torch.qint8``, as ``optimize_for_inference`` takes it)."""
-    return dtype == "int8" or dtype is torch.qint8
 
 
 def fid_network(
