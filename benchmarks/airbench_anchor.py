@@ -5,6 +5,7 @@ CIFAR-10, decoded by inceptionzoo into the tensors airbench loads, so both sides
 
     pip install airbench
     python benchmarks/airbench_anchor.py --runs 2 --output airbench94-cpu.json
+    python benchmarks/airbench_anchor.py --runs 1 --first-seed 1 --output airbench94-cpu-seed1.json  # seed 1 alone
 
 Prints airbench's own per-epoch table and writes each run's test accuracy (with its TTA) and training seconds.
 """
@@ -82,7 +83,13 @@ def write_airbench_data(source: str, folder: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED_COPY), help="CIFAR-10 as inceptionzoo reads it")
-    parser.add_argument("--runs", type=int, default=2, help="training runs (seeds 0 to N-1)")
+    parser.add_argument("--runs", type=int, default=2, help="training runs (seeds FIRST to FIRST + N - 1)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first run's seed (a run is a function of its seed: the same seed gives the same figure)",
+    )
     parser.add_argument("--epochs", type=float, default=None, help="airbench94's epochs (default: its own, 9.9)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--output", default="airbench94-cpu.json", help="results file (JSON)")
@@ -100,7 +107,7 @@ def main() -> int:
     write_airbench_data(args.data, work / "cifar10")  # airbench reads ./cifar10/{train,test}.pt
     os.chdir(work)
     results = []
-    for run in range(args.runs):
+    for run in range(args.first_seed, args.first_seed + args.runs):
         torch.manual_seed(run)
         loader = utils.CifarLoader("cifar10", train=True, batch_size=bench.hyp["opt"]["batch_size"],
                                    aug=bench.hyp["aug"], altflip=True, gpu="cpu")  # fmt: skip

@@ -17,6 +17,7 @@ The libraries are not dependencies of the project: ``pip install pytorch-fid tor
 """
 
 import argparse
+import functools
 import io
 import statistics
 import sys
@@ -274,6 +275,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     half = len(images) // 2
 
+    @functools.cache  # each contender's FID once: the table compares most of them with the same two references
     def fid(name: str) -> float:
         feats = features[name].double()
         return frechet_distance(feats[:half], feats[half:])
