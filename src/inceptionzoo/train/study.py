@@ -362,9 +362,9 @@ def measure_epochs(
         batches = chain.from_iterable(run.splits.train.epoch(epoch) for epoch in count())
         net = wrap_ddp(model, env)  # the run's gradient all-reduce is timed too
 
-        def train(count: int) -> tuple[float, int]:
+        def train(number: int) -> tuple[float, int]:
             started = time.perf_counter()
-            stats = train_one_epoch(net, islice(batches, count), optimizer, loss_fn, run.recipe,
+            stats = train_one_epoch(net, islice(batches, number), optimizer, loss_fn, run.recipe,
                                     autocast_dtype=run.autocast_dtype, device=env.device)  # fmt: skip
             return time.perf_counter() - started, stats.images
 
