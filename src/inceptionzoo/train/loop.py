@@ -38,6 +38,7 @@ from .recipes import (
     create_scheduler,
     finish_lookahead,
     freeze_norm_scales,
+    pass_updates,
     set_lookahead_alpha,
     training_length,
 )
@@ -428,8 +429,8 @@ class Run:
                 torch.manual_seed(epoch_seed(config.seed, epoch, env.rank))
                 loader = self.splits.train.epoch(epoch)
                 # the last pass of a fractional epoch count stops at the run's last update
-                remaining = total_updates - epoch * updates_per_epoch
-                last_steps = remaining * config.grad_accum if remaining < updates_per_epoch else None
+                updates = pass_updates(epoch, updates_per_epoch, total_updates)
+                last_steps = updates * config.grad_accum if updates < updates_per_epoch else None
                 steps = last_steps or len(self.splits.train)
                 progress = Progress(steps, f"epoch {epoch + 1}/{recipe.epochs:g}",
                                     env.is_main and config.progress, config.log_every, env.world_size)  # fmt: skip

@@ -20,7 +20,7 @@ from ..checkpoint import CheckpointError, read_pickled
 from .data.cache import cache_key, file_stamps, read_entry, write_entry
 from .distributed import epoch_seed, wrap_ddp
 from .engine import EpochStats, autocast, evaluate, split_outputs, train_one_epoch, unwrap_model
-from .recipes import create_ema, create_loss, create_optimizer, create_scheduler, training_length
+from .recipes import create_ema, create_loss, create_optimizer, create_scheduler, pass_updates, training_length
 
 __all__ = ["extract_features", "feature_batches", "fit_frozen"]
 
@@ -196,7 +196,7 @@ def fit_frozen(run: Any) -> dict[str, Any]:
         stats = train_one_epoch(
             net, batches, optimizer, loss_fn, recipe, ema=ema, autocast_dtype=None, device=env.device,
             scheduler=scheduler, num_updates=epoch * updates_per_epoch,
-            max_steps=min(updates_per_epoch, total_updates - epoch * updates_per_epoch),
+            max_steps=pass_updates(epoch, updates_per_epoch, total_updates),
         )  # fmt: skip
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": stats.loss,
                "train_top1": stats.top1, "train_top5": stats.top5}  # fmt: skip

@@ -21,6 +21,7 @@ __all__ = [
     "create_scheduler",
     "finish_lookahead",
     "freeze_norm_scales",
+    "pass_updates",
     "recipe_for",
     "set_lookahead_alpha",
     "training_length",
@@ -298,6 +299,12 @@ def training_length(epochs: int | float, updates_per_epoch: int) -> tuple[int, i
         raise ValueError(f"--epochs must be a positive number of epochs (9.9 trains nine and a part), got {epochs}")
     total_updates = max(1, round(epochs * updates_per_epoch))
     return math.ceil(total_updates / updates_per_epoch), total_updates
+
+
+def pass_updates(epoch: int, updates_per_epoch: int, total_updates: int) -> int:
+    """The optimizer updates of pass ``epoch`` (from 0): a whole epoch's, or in a fractional count's last pass the
+    ones left to ``total_updates``."""
+    return min(updates_per_epoch, total_updates - epoch * updates_per_epoch)
 
 
 def create_scheduler(
