@@ -3,6 +3,9 @@ norm scales stay at 1, norm biases learn 64x faster, lookahead ends on its slow 
 its corners, the crop translates with reflected borders, the alternating flip alternates and the TTA averages the
 views it names."""
 
+import io
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,6 +18,7 @@ from inceptionzoo.train import RECIPES, create_optimizer, create_scheduler, reci
 from inceptionzoo.train.data.in_memory import ImageTensors, batches
 from inceptionzoo.train.data.transforms import Augmentation, pad_crop_flip
 from inceptionzoo.train.engine import evaluate
+from inceptionzoo.train.optimizers import SplitOptimizer
 from inceptionzoo.train.recipes import finish_lookahead, freeze_norm_scales, set_lookahead_alpha
 from inceptionzoo.train.whitening import init_patch_whitening_, patch_whitening_filters
 
@@ -245,3 +249,72 @@ def test_the_norm_after_the_pool_folds_only_where_its_scales_are_positive():
     assert isinstance(folded.features[2].bn, nn.Identity) and isinstance(folded.features[4].bn, nn.Identity)
     assert isinstance(folded.features[3].bn, nn.BatchNorm2d)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+MUON = replace(FAST, name="cifar_fast_muon_test", muon_lr=0.24)
+
+
+def muon_model() -> nn.Module:
+    model = inceptionzoo.create_model("inception_fast_cifar", widths=(16, 16, 16))
+    freeze_norm_scales(model)
+    model.features[0].weight.requires_grad_(False)  # the whitened stem, as a run freezes it
+    return model
+
+
+def test_muon_takes_the_trainable_filters_and_the_recipe_optimizer_the_rest():
+    pytest.importorskip("timm.optim").__dict__.get("Muon") or pytest.skip("timm without Muon")
+    model = muon_model()
+    optimizer = create_optimizer(model, MUON)
+    split = optimizer._base_optimizer  # under timm's Lookahead
+    assert isinstance(split, SplitOptimizer)
+    rest, filters = split.optimizers
+    in_filters = [p for group in filters.param_groups for p in group["params"]]
+    in_rest = [p for group in rest.param_groups for p in group["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sorted(map(id, in_filters + in_rest)) == sorted(map(id, trainable))  # each trained once, by one
+    assert {id(p) for p in in_filters} == {id(p) for p in trainable if p.ndim == 4}
+    assert all(id(model.features[0].weight) != id(p) for p in in_filters)
+    assert [group["lr"] for group in filters.param_groups] == [0.24]
+    # the rest keeps the recipe's SGD, its norm biases at 64x
+    assert {group.get("lr_scale", 1.0) for group in rest.param_groups} == {1.0, 64.0}
+    assert len(optimizer.param_groups) == len(rest.param_groups) + len(filters.param_groups)
+
+
+def test_muon_normalizes_each_filter_before_its_step_and_resumes_exactly():
+    pytest.importorskip("timm.optim").__dict__.get("Muon") or pytest.skip("timm without Muon")
+    torch.manual_seed(0)
+    model = muon_model()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+
+    def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    tiny = create_optimizer(model, replace(MUON, muon_lr=1e-12, lr=1e-12))
+    step(model, tiny)  # a step of nothing: what is left is the normalization
+    filters = [p for p in model.parameters() if p.ndim == 4 and p.requires_grad]
+    assert all(torch.allclose(p.norm(), torch.tensor(p.shape[0] ** 0.5)) for p in filters)
+
+    optimizer = create_optimizer(model, MUON)
+    for _ in range(3):
+        step(model, optimizer)
+    copy = muon_model()
+    copy.load_state_dict(model.state_dict())
+    restored = create_optimizer(copy, MUON)
+    saved = io.BytesIO()  # through bytes, as a checkpoint: a state dict holds the optimizer's own tensors
+    torch.save(optimizer.state_dict(), saved)
+    saved.seek(0)
+    restored.load_state_dict(torch.load(saved))
+    for _ in range(3):  # past a lookahead sync (every 5 steps), which reads the restored slow weights
+        step(model, optimizer)
+        step(copy, restored)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), copy.state_dict().values(), strict=True))
+
+
+def test_muon_on_a_timm_without_it_says_which_timm_it_needs(monkeypatch):
+    import timm.optim
+
+    monkeypatch.delattr(timm.optim, "Muon", raising=False)
+    with pytest.raises(ImportError, match=r"timm's Muon, which timm .* lacks: pip install 'timm>=1.0.21'"):
+        create_optimizer(muon_model(), MUON)

@@ -208,13 +208,16 @@ def test_pretrained_fine_tuning_from_the_loopback_hub(cifar_subset, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_the_fast_recipe_trains_with_every_trick_and_resumes_exactly(colours, tmp_path, monkeypatch):
+@pytest.mark.parametrize("muon_lr", [None, 0.12], ids=["sgd", "muon"])
+def test_the_fast_recipe_trains_with_every_trick_and_resumes_exactly(colours, tmp_path, monkeypatch, muon_lr):
     """cifar_fast end to end: the stem is whitened from the data and stays frozen, norm scales stay at 1, the run
     ends on lookahead's slow weights, and a run resumed after a crash (its optimizer state holding the slow
-    weights) ends with the same weights, bit for bit, as one that was never interrupted."""
-    settings = dict(model="inception_fast_cifar", batch_size=8, eval_test=True)
+    weights) ends with the same weights, bit for bit, as one that was never interrupted; with --muon-lr too, where
+    two optimizers' states are saved and restored as one."""
+    settings = dict(model="inception_fast_cifar", batch_size=8, eval_test=True, muon_lr=muon_lr)
     full = fit(quick(colours, tmp_path / "straight", **settings))
     assert full["test"]["translate_tta"] == 1 and full["final"]["epoch"] == 3
+    assert json.loads((tmp_path / "straight" / "config.json").read_text())["resolved_recipe"]["muon_lr"] == muon_lr
     weights = read_weights(tmp_path / "straight" / "model")
     stem = weights["features.0.weight"]
     assert not torch.equal(stem, inceptionzoo.create_model("inception_fast_cifar").features[0].weight)

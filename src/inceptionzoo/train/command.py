@@ -106,6 +106,8 @@ _HELP = {
     "recipe's)",
     "translate_tta": "evaluation also averages views shifted by this many pixels (default: the recipe's; 1 in "
     "cifar_fast)",
+    "muon_lr": "train the convolution filters with Muon at this rate (timm's, as airbench94_muon: each filter "
+    "normalized before its step), every other parameter with the recipe's optimizer (default: the recipe's; off)",
     "aux_logits": "train with the auxiliary heads, their losses weighted by the recipe (default: on for the papers' "
     "recipes from scratch, off for the cifar recipe and for pretrained weights, which have no aux head weights)",
 }

@@ -82,20 +82,21 @@ class TrainConfig:
     translate: int | None = None
     alternate_flip: bool | None = None
     translate_tta: int | None = None
+    muon_lr: float | None = None
 
 
 # settings that must match when a run is resumed (others, such as --progress or --threads, may change)
 RESUME_MUST_MATCH = (
     "model", "pretrained", "pretrained_file", "recipe", "epochs", "batch_size", "lr", "val_size", "subset", "seed",
     "grad_accum", "image_size", "freeze", "unfreeze_after", "layer_decay", "mixup", "cutmix", "aux_logits",
-    "whiten_stem", "lookahead", "model_kwargs", "decay_epochs",
+    "whiten_stem", "lookahead", "model_kwargs", "decay_epochs", "muon_lr",
 )  # fmt: skip
 
 # settings that override the recipe's value of the same name when given
 RECIPE_OVERRIDES = (
     "epochs", "batch_size", "weight_decay", "label_smoothing", "warmup_epochs", "decay_epochs", "clip_grad", "momentum",
     "whiten_stem", "freeze_norm_scale", "norm_bias_lr_scale", "lookahead", "translate", "alternate_flip",
-    "translate_tta",
+    "translate_tta", "muon_lr",
 )  # fmt: skip
 
 
