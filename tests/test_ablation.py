@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 import inceptionzoo
 from conftest import write_photo_shards, write_squares
-from inceptionzoo.train import loop
+from inceptionzoo.train import RECIPES, loop
 from inceptionzoo.train import study as study_module
 from inceptionzoo.train.ablate import main as ablate_main
-from inceptionzoo.train.config import resolve_recipe
+from inceptionzoo.train.config import TrainConfig, resolve_recipe
 from inceptionzoo.train.loop import TrainingInterrupted
 from inceptionzoo.train.study import (
     ADAPTATIONS,
@@ -305,6 +305,8 @@ def test_the_example_study_files_build_their_arms():
         for arm in options["arms"]:
             model = inceptionzoo.create_model(arm.model, **arm.model_kwargs)
             assert sum(p.numel() for p in model.parameters()) > 0, (path.name, arm.name)
+            assert arm.recipe is None or arm.recipe in RECIPES, (path.name, arm.name)
+            assert set(arm.settings) <= {f.name for f in fields(TrainConfig)}, (path.name, arm.name)
 
 
 def test_a_study_file_with_an_unknown_key_names_it(tmp_path):
