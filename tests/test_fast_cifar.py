@@ -7,6 +7,7 @@ import io
 from dataclasses import replace
 
 import pytest
+import timm.optim
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -252,6 +253,7 @@ def test_the_norm_after_the_pool_folds_only_where_its_scales_are_positive():
 
 
 MUON = replace(FAST, name="cifar_fast_muon_test", muon_lr=0.24)
+NEEDS_MUON = pytest.mark.skipif(not hasattr(timm.optim, "Muon"), reason="timm before 1.0.21 has no Muon")
 
 
 def muon_model() -> nn.Module:
@@ -261,8 +263,8 @@ def muon_model() -> nn.Module:
     return model
 
 
+@NEEDS_MUON
 def test_muon_takes_the_trainable_filters_and_the_recipe_optimizer_the_rest():
-    pytest.importorskip("timm.optim").__dict__.get("Muon") or pytest.skip("timm without Muon")
     model = muon_model()
     optimizer = create_optimizer(model, MUON)
     split = optimizer._base_optimizer  # under timm's Lookahead
@@ -280,8 +282,8 @@ def test_muon_takes_the_trainable_filters_and_the_recipe_optimizer_the_rest():
     assert len(optimizer.param_groups) == len(rest.param_groups) + len(filters.param_groups)
 
 
+@NEEDS_MUON
 def test_muon_normalizes_each_filter_before_its_step_and_resumes_exactly():
-    pytest.importorskip("timm.optim").__dict__.get("Muon") or pytest.skip("timm without Muon")
     torch.manual_seed(0)
     model = muon_model()
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10

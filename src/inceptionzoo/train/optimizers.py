@@ -40,19 +40,16 @@ class _StateByOwner(Mapping):
 class SplitOptimizer(torch.optim.Optimizer):
     """``rest`` and ``filters`` stepped as one optimizer: one list of parameter groups for the schedulers, one state.
 
-    With ``normalize_filters`` each filter tensor is rescaled to a norm of sqrt(its output channels) before its
-    update, as airbench94_muon does: a filter followed by batch norm is scale-free, so this fixes the step's relative
-    size instead of letting it shrink as the weights grow.
+    Before its update each filter tensor is rescaled to a norm of sqrt(its output channels), as airbench94_muon
+    does: a filter followed by batch norm is scale-free, so this fixes the step's relative size instead of letting
+    it shrink as the weights grow.
     """
 
-    def __init__(
-        self, rest: torch.optim.Optimizer, filters: torch.optim.Optimizer, normalize_filters: bool = True
-    ) -> None:
+    def __init__(self, rest: torch.optim.Optimizer, filters: torch.optim.Optimizer) -> None:
         # no super().__init__: the groups and state belong to the two optimizers (as in timm's Lookahead)
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
         self.optimizers = (rest, filters)
-        self.normalize_filters = normalize_filters
         self.defaults = dict(rest.defaults)
         self._sync_groups()
 
@@ -68,11 +65,10 @@ class SplitOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         rest, filters = self.optimizers
-        if self.normalize_filters:
-            for group in filters.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        p.mul_(math.sqrt(p.shape[0]) / p.norm().clamp_min(1e-12))
+        for group in filters.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.mul_(math.sqrt(p.shape[0]) / p.norm().clamp_min(1e-12))
         rest.step()
         filters.step()
         return loss

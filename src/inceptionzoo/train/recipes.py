@@ -260,14 +260,15 @@ def create_optimizer(model: nn.Module, recipe: Recipe, layer_decay: float | None
             raise ValueError("a norm-bias learning-rate factor or Muon and layer-wise decay cannot be combined")
         # timm's split (no decay on norms and biases), without the filters Muon takes, and with the norm layers'
         # biases in a group of their own whose rate timm's schedulers multiply by its lr_scale
-        norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _NORM_TYPES) and m.bias is not None}
+        norm_biases = set()
+        if recipe.norm_bias_lr_scale != 1.0:
+            norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _NORM_TYPES) and m.bias is not None}
         taken = {id(p) for p in filters}
         parameters = []
         for group in param_groups_weight_decay(model, recipe.weight_decay):
             kept = [p for p in group["params"] if id(p) not in taken]
-            scale_biases = recipe.norm_bias_lr_scale != 1.0
-            scaled = [p for p in kept if scale_biases and id(p) in norm_biases]
-            rest = [p for p in kept if not (scale_biases and id(p) in norm_biases)]
+            scaled = [p for p in kept if id(p) in norm_biases]
+            rest = [p for p in kept if id(p) not in norm_biases]
             if scaled:
                 parameters.append({**group, "params": scaled, "lr_scale": recipe.norm_bias_lr_scale})
             if rest:
@@ -285,10 +286,10 @@ def create_optimizer(model: nn.Module, recipe: Recipe, layer_decay: float | None
         try:
             from timm.optim import Muon
         except ImportError as error:  # timm added Muon in 1.0.21; the rest of this module needs 1.0.12
-            from importlib.metadata import version
+            import timm
 
             raise ImportError(
-                f"the {recipe.name} recipe trains its filters with timm's Muon, which timm {version('timm')} lacks: "
+                f"the {recipe.name} recipe trains its filters with timm's Muon, which timm {timm.__version__} lacks: "
                 "pip install 'timm>=1.0.21'"
             ) from error
         muon = Muon(
