@@ -147,6 +147,15 @@ def test_a_restart_with_other_settings_is_refused_but_more_seeds_are_added(squar
     assert json.loads((tmp_path / "study" / "study.json").read_text())["data_path"] == str(moved.resolve())
 
 
+def test_a_study_whose_arm_takes_a_tuple_goes_on_with_more_seeds(squares, tmp_path):
+    # the folder stores the definition as JSON, where the tuple comes back a list: still the same study
+    arm = Arm("fast", "inception_fast_cifar", {"widths": (8, 8, 8), "branch_fractions": (0.25, 0.75, 0)},
+              recipe="cifar")  # fmt: skip
+    run_study(tiny_study(squares, tmp_path / "study", seeds=1, arms=[arm]), say=lambda line: None)
+    results = run_study(tiny_study(squares, tmp_path / "study", seeds=2, arms=[arm]), say=lambda line: None)
+    assert results[0].seeds_done == [0, 1]
+
+
 def test_a_wall_clock_budget_measures_each_arm_once_and_keeps_its_epochs(squares, tmp_path, monkeypatch):
     measured: list[str] = []
     real = study_module.measure_epochs

@@ -297,7 +297,8 @@ class _StudyFile:
             saved = json.loads(self.path.read_text())
             if not isinstance(saved, dict) or "definition" not in saved:
                 raise ValueError(f"{self.path} is not a study file")
-            old, new = dict(saved["definition"]), self.state["definition"]
+            # compared as the folder stores it: JSON has no tuples, so a tuple argument comes back a list
+            old, new = dict(saved["definition"]), json.loads(json.dumps(self.state["definition"]))
             old["data"] = _data_name(str(old.get("data", "")))  # older folders recorded the whole path
             differs = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
             if differs:
