@@ -320,3 +320,96 @@ def test_muon_on_a_timm_without_it_says_which_timm_it_needs(monkeypatch):
     monkeypatch.delattr(timm.optim, "Muon", raising=False)
     with pytest.raises(ImportError, match=r"timm's Muon, which timm .* lacks: pip install 'timm>=1.0.21'"):
         create_optimizer(muon_model(), MUON)
+
+
+def branch_pair(kernels_and_widths, stride, norm, act, in_chs=5):
+    """The same single-convolution branches as ``ParallelBranches`` and as ``FusedConvBranches`` (equal weights)."""
+    import copy
+
+    from inceptionzoo.layers import ConvNormAct, FusedConvBranches, ParallelBranches
+
+    torch.manual_seed(0)
+    branches = {
+        f"branch{i}": ConvNormAct(in_chs, width, k, stride=stride, padding=k // 2, norm_layer=norm, act_layer=act)
+        for i, (k, width) in enumerate(kernels_and_widths)
+    }
+    for branch in branches.values():  # norms away from their initial state, so a mixed-up channel shows
+        if isinstance(branch.bn, nn.BatchNorm2d):
+            branch.bn.weight.data.uniform_(0.5, 1.5), branch.bn.bias.data.normal_()
+            branch.bn.running_mean.normal_(), branch.bn.running_var.uniform_(0.5, 2)
+    plain = ParallelBranches(**branches)
+    return plain, FusedConvBranches(**copy.deepcopy(branches))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kernels_and_widths=st.lists(st.tuples(st.sampled_from([1, 3, 5]), st.integers(1, 6)), min_size=1, max_size=3),
+    stride=st.sampled_from([1, 2]),
+    norm=st.sampled_from([nn.BatchNorm2d, None]),
+    act=st.sampled_from([nn.GELU, nn.ReLU, None]),
+    size=st.integers(3, 9),
+)
+def test_fused_branches_compute_what_the_branches_compute(kernels_and_widths, stride, norm, act, size):
+    """One convolution over the zero-padded, stacked filters, one norm and one activation give the branches' outputs,
+    gradients and running statistics, in training and in evaluation, with the same state-dict keys."""
+    plain, fused = branch_pair(kernels_and_widths, stride, norm, act)
+    assert fused.runs_as_one_convolution()
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    x = torch.randn(4, 5, size, size)
+    inputs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outputs = [module(i) for module, i in zip((plain, fused), inputs, strict=True)]
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
+    for output in outputs:
+        (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
+    torch.testing.assert_close(inputs[1].grad, inputs[0].grad, atol=1e-5, rtol=1e-5)
+    for (name, p), q in zip(plain.named_parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-5, msg=name)
+    for (name, p), q in zip(plain.state_dict().items(), fused.state_dict().values(), strict=True):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-6, msg=name)
+    plain.eval(), fused.eval()
+    torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_branches_run_one_by_one_where_they_cannot_run_as_one():
+    """Unlike activations or paddings, a norm other than BatchNorm2d (SyncBatchNorm under torchrun's --sync-bn) and
+    fx's tracing each keep the branches apart; the output does not change."""
+    from inceptionzoo.layers import ConvNormAct, FusedConvBranches
+
+    _, fused = branch_pair([(1, 3), (3, 4)], 1, nn.BatchNorm2d, nn.ReLU)
+    assert fused.runs_as_one_convolution()
+    fused.branch1.act = nn.GELU()
+    assert not fused.runs_as_one_convolution()
+    fused.eval()
+    assert fused(torch.randn(2, 5, 6, 6)).shape == (2, 7, 6, 6)
+    _, fused = branch_pair([(1, 3), (3, 4)], 1, nn.BatchNorm2d, nn.ReLU)
+    assert not nn.SyncBatchNorm.convert_sync_batchnorm(fused).runs_as_one_convolution()
+    off_centre = FusedConvBranches(a=ConvNormAct(5, 3, 1), b=ConvNormAct(5, 4, 3, padding=0))
+    assert not off_centre.runs_as_one_convolution()
+    _, fused = branch_pair([(1, 3), (3, 4)], 1, nn.BatchNorm2d, nn.ReLU)
+    graph = torch.fx.symbolic_trace(fused.eval())
+    assert [n.target for n in graph.graph.nodes if n.op == "call_module" and n.target.endswith("conv")] == [
+        "branch0.conv", "branch1.conv",
+    ]  # fmt: skip
+    x = torch.randn(2, 5, 6, 6)
+    torch.testing.assert_close(graph(x), fused(x))
+
+
+def test_the_fast_network_runs_its_1x1_and_3x3_branches_as_one_convolution():
+    """With no 3x3-3x3 branch every module's branches are single convolutions and run as one; the weights and the
+    function are those of the network built with ``fuse_branches=False``."""
+    from inceptionzoo.layers import FusedConvBranches
+
+    kwargs = dict(widths=(16, 32, 32), branch_fractions=(0.125, 0.875, 0))
+    fused = inceptionzoo.create_model("inception_fast_cifar", **kwargs)
+    plain = inceptionzoo.create_model("inception_fast_cifar", fuse_branches=False, **kwargs)
+    assert sum(isinstance(m, FusedConvBranches) for m in fused.modules()) == 6
+    assert not any(isinstance(m, FusedConvBranches) for m in plain.modules())
+    default = inceptionzoo.create_model("inception_fast_cifar")  # its 3x3-3x3 branch is two convolutions deep
+    assert not any(isinstance(m, FusedConvBranches) for m in default.modules())
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused.state_dict(), plain.state_dict())

@@ -2,12 +2,13 @@
 norm / activation layers resolved from timm's names), ``branches`` (parallel branches concatenated) and ``outputs``
 (the tuples models with auxiliary heads return)."""
 
-from .branches import ParallelBranches
+from .branches import FusedConvBranches, ParallelBranches
 from .conv import ConvNormAct, LayerSpec, conv_norm_act_factory, resolve_act_layer, resolve_norm_layer, scale_width
 from .outputs import GoogLeNetOutputs, InceptionOutputs
 
 __all__ = [
     "ConvNormAct",
+    "FusedConvBranches",
     "GoogLeNetOutputs",
     "InceptionOutputs",
     "LayerSpec",

@@ -20,7 +20,7 @@ from torch import nn
 from .._builder import build_model_with_cfg
 from .._registry import InceptionPretrainedCfg, register_model
 from .._validation import check_config_fields
-from ..layers import ConvNormAct, ParallelBranches, resolve_act_layer
+from ..layers import ConvNormAct, FusedConvBranches, ParallelBranches, resolve_act_layer
 from ._base import CIFAR10_CFG, InceptionNet
 
 __all__ = ["FastInception", "FastInceptionConfig", "InceptionConvGroup", "fast_inception_module"]
@@ -35,6 +35,7 @@ def fast_inception_module(
     last_plain: bool = False,
     factorize_3x3: bool = False,
     reduction: float = 0.0,
+    fuse_branches: bool = True,
 ) -> nn.Module:
     """1x1, 3x3 and factorised-5x5 (3x3 then 3x3) branches, concatenated: ``fractions`` of ``out_chs`` each (a zero
     drops a branch; ``(0, 1, 0)`` is a plain 3x3 convolution). With ``last_plain`` each branch ends in a bare
@@ -42,7 +43,8 @@ def fast_inception_module(
 
     ``factorize_3x3`` makes every 3x3 a 1x3 then a 3x1 convolution (figure 6 of the Inception-v3 paper at n = 3, a
     third cheaper); ``reduction`` puts a 1x1 convolution to that share of a spatial branch's width before it
-    (GoogLeNet's "3x3 reduce", figure 2b)."""
+    (GoogLeNet's "3x3 reduce", figure 2b). ``fuse_branches`` runs branches that are each one convolution (the 1x1
+    and 3x3 ones) as one convolution, ``FusedConvBranches``: the same module, faster to train on CPUs."""
     widths = [round(out_chs * f) for f in fractions]
     widths[1] += out_chs - sum(widths)  # rounding goes to the 3x3 branch
     conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=act_layer, bias=False)
@@ -75,6 +77,8 @@ def fast_inception_module(
         branches["branch5x5"] = branch(widths[2], depth=2)
     if len(branches) == 1:
         return next(iter(branches.values()))
+    if fuse_branches and all(isinstance(branch, ConvNormAct) for branch in branches.values()):
+        return FusedConvBranches(**branches)
     return ParallelBranches(**branches)
 
 
@@ -105,9 +109,10 @@ class InceptionConvGroup(nn.Sequential):
 class FastInceptionConfig:
     """The widths of the three groups, the share of each module's channels per branch (1x1, 3x3, 3x3-3x3), the
     whitening convolution's kernel (its width is twice the patch's dimension), BatchNorm's momentum, the factor on the
-    logits, whether convolutions start as identities (Dirac) in their first channels, and two Inception design
+    logits, whether convolutions start as identities (Dirac) in their first channels, two Inception design
     choices for ablations: every 3x3 as 1x3 then 3x1 (``factorize_3x3``) and a 1x1 reduction before each 3x3
-    branch to ``reduction`` of its width (0: none)."""
+    branch to ``reduction`` of its width (0: none), and whether modules whose branches are single convolutions run
+    them as one (``fuse_branches``: the same function and weights, computed faster)."""
 
     widths: tuple[int, int, int] = (64, 256, 256)
     branch_fractions: tuple[float, float, float] = (0.25, 0.5, 0.25)
@@ -117,6 +122,7 @@ class FastInceptionConfig:
     identity_init: bool = True
     factorize_3x3: bool = False
     reduction: float = 0.0
+    fuse_branches: bool = True
 
     def __post_init__(self) -> None:
         check_config_fields(self)
@@ -170,7 +176,8 @@ class FastInception(InceptionNet):
         ]
         channels = whitening_width
         for width in config.widths:
-            options = {"factorize_3x3": config.factorize_3x3, "reduction": config.reduction}
+            options = {"factorize_3x3": config.factorize_3x3, "reduction": config.reduction,
+                       "fuse_branches": config.fuse_branches}  # fmt: skip
             layers.append(InceptionConvGroup(channels, width, config.branch_fractions, norm, act, **options))
             channels = width
         self.features = nn.Sequential(*layers)
