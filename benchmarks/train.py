@@ -12,6 +12,11 @@ asserted in the tests: this script is where it is measured.
 
     python benchmarks/train.py --threads 2 --repeats 5 --csv benchmarks/train.csv
     python benchmarks/train.py --arch inception_fast_cifar --batch 1024 --no-compile --profile
+    python benchmarks/train.py --arch "inception_fast_cifar:branch_fractions=(0.125, 0.875, 0)" --threads 1 \
+        --batch 512 --no-compile
+
+An ``--arch`` may carry builder arguments (``name:key=value,...``, as ``inceptionzoo ablate`` takes them). A model
+with ``FusedConvBranches`` also runs its fast step with the branches one by one (``fuse_branches=False``).
 """
 
 import argparse
@@ -27,8 +32,10 @@ from torch import nn
 
 import inceptionzoo
 from inceptionzoo.complexity import count_macs
+from inceptionzoo.layers import FusedConvBranches
 from inceptionzoo.train.engine import train_one_epoch
 from inceptionzoo.train.recipes import RECIPES
+from inceptionzoo.train.study import parse_model_spec
 
 Step = Callable[[], object]
 
@@ -51,14 +58,17 @@ def training_step(model: nn.Module, batch: int, size: int, fast: bool, compile: 
 def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], int]:
     size = 299 if arch == "inception_v3" else 32
     torch.manual_seed(0)
-    variants = [("fp32 NCHW", False, False), ("bf16+channels_last", True, False)]
+    model_name, kwargs = parse_model_spec(arch)
+    variants = [("fp32 NCHW", False, False, {}), ("bf16+channels_last", True, False, {})]
     if compile:
-        variants.append(("bf16+channels_last compiled", True, True))
+        variants.append(("bf16+channels_last compiled", True, True, {}))
+    if any(isinstance(m, FusedConvBranches) for m in inceptionzoo.create_model(model_name, **kwargs).modules()):
+        variants.append(("bf16+channels_last branches one by one", True, False, {"fuse_branches": False}))
     steps = {
         f"inceptionzoo {arch} {label}": training_step(
-            inceptionzoo.create_model(arch, num_classes=10), batch, size, fast, compiled
+            inceptionzoo.create_model(model_name, num_classes=10, **kwargs, **extra), batch, size, fast, compiled
         )
-        for label, fast, compiled in variants
+        for label, fast, compiled, extra in variants
     }
     if arch == "inception_v3":
         peers = {
@@ -111,7 +121,8 @@ def main() -> None:
                 speeds[name].append(batch / (time.perf_counter() - start))
         medians = {name: statistics.median(values) for name, values in speeds.items()}
         baseline = medians[f"inceptionzoo {arch} fp32 NCHW"]
-        flops = 3 * 2 * count_macs(inceptionzoo.create_model(arch, num_classes=10), (3, size, size))
+        model_name, kwargs = parse_model_spec(arch)
+        flops = 3 * 2 * count_macs(inceptionzoo.create_model(model_name, num_classes=10, **kwargs), (3, size, size))
         share = convolution_share(steps[f"inceptionzoo {arch} bf16+channels_last"]) if args.profile else None
         print(f"\n{arch} at {size}x{size}, batch {batch}, {args.threads} threads, {flops / 1e9:.3f} GFLOP per "
               "training image")  # fmt: skip

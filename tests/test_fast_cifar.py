@@ -361,9 +361,11 @@ def test_fused_branches_compute_what_the_branches_compute(kernels_and_widths, st
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
     for output in outputs:
         (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
-    torch.testing.assert_close(inputs[1].grad, inputs[0].grad, atol=1e-5, rtol=1e-5)
+    scale = max(1.0, inputs[0].grad.abs().max().item())
+    torch.testing.assert_close(inputs[1].grad, inputs[0].grad, atol=2e-5 * scale, rtol=1e-4)
     for (name, p), q in zip(plain.named_parameters(), fused.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-5, msg=name)
+        scale = max(1.0, p.grad.abs().max().item())  # float32 sums of other orders differ by about 1e-6 of the largest
+        torch.testing.assert_close(q.grad, p.grad, atol=2e-5 * scale, rtol=1e-4, msg=name)
     for (name, p), q in zip(plain.state_dict().items(), fused.state_dict().values(), strict=True):
         torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-6, msg=name)
     plain.eval(), fused.eval()
@@ -413,3 +415,6 @@ def test_the_fast_network_runs_its_1x1_and_3x3_branches_as_one_convolution():
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(fused.state_dict(), plain.state_dict())
+    from inceptionzoo.complexity import count_macs
+
+    assert count_macs(fused) == count_macs(plain)  # the network's multiply-adds, not the padded filters' zeros

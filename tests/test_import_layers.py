@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inceptionzoo"
 # lowest first; a module may import modules of its own layer or below. Names are dotted paths below the package;
 # a folder name stands for every module inside it
 LAYERS = (
-    ("_registry", "_validation", "sizes", "checkpoint", "precision", "preprocessing", "complexity", "images"),
-    ("layers",),
+    ("_registry", "_validation", "sizes", "checkpoint", "precision", "preprocessing", "images"),
+    ("layers", "complexity"),  # complexity counts fused branches one by one (layers.branches_one_by_one)
     ("hub",),
     ("_features", "_builder"),
     ("models",),

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .layers import branches_one_by_one
+
 __all__ = ["count_macs", "count_parameters"]
 
 
@@ -18,14 +20,15 @@ def count_parameters(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> int:
     """Multiply-adds of one eval-mode forward pass on a single image of ``input_size`` (C, H, W).
 
-    Defaults to the model's ``pretrained_cfg['input_size']``. torch counts a multiply-add as two FLOPs.
+    Defaults to the model's ``pretrained_cfg['input_size']``. torch counts a multiply-add as two FLOPs. Fused
+    branches are counted one by one: the network's own multiply-adds, not the padding's zeros.
     """
     if input_size is None:
         input_size = tuple(model.pretrained_cfg["input_size"])
     was_training = model.training
     model.eval()
     try:
-        with FlopCounterMode(display=False) as counter:
+        with branches_one_by_one(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, *input_size))
     finally:
         model.train(was_training)

@@ -1,6 +1,10 @@
 """Branches that read one input and are concatenated: the "filter concat" of every Inception module, and the same
 concatenation run as one convolution where every branch is a single convolution."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,7 +12,20 @@ from torch import nn
 from ..sizes import spatial_output_size
 from .conv import ConvNormAct
 
-__all__ = ["FusedConvBranches", "ParallelBranches"]
+__all__ = ["FusedConvBranches", "ParallelBranches", "branches_one_by_one"]
+
+_ONE_BY_ONE: ContextVar[bool] = ContextVar("branches_one_by_one", default=False)
+
+
+@contextmanager
+def branches_one_by_one() -> Iterator[None]:
+    """Inside the block every ``FusedConvBranches`` runs its branches one by one: what counting a network's own
+    multiply-adds needs, since the fused convolution also multiplies the zeros its smaller filters are padded with."""
+    token = _ONE_BY_ONE.set(True)
+    try:
+        yield
+    finally:
+        _ONE_BY_ONE.reset(token)
 
 
 def _sequence_size(module: nn.Module, size: int, dim: int) -> int:
@@ -45,7 +62,8 @@ class FusedConvBranches(ParallelBranches):
 
     Written by hand because neither torch nor timm runs unlike branches as one training-time convolution. Branches
     that cannot run as one (a norm other than ``BatchNorm2d``, e.g. ``SyncBatchNorm``; unlike activations, strides
-    or paddings) run one by one, as they do under TorchScript and FX tracing, so graph passes see every branch."""
+    or paddings) run one by one, as they do under TorchScript, FX tracing and ``branches_one_by_one()``, so graph
+    passes see every branch and ``count_macs`` counts the network's own multiply-adds."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting() and self._fused_now():
@@ -56,7 +74,7 @@ class FusedConvBranches(ParallelBranches):
     def _fused_now(self) -> bool:
         tracer = torch.fx._symbolic_trace  # fx's symbolic tracing, not torch.export, whose graphs may hold fused ops
         tracing = getattr(tracer, "is_fx_symbolic_tracing", tracer.is_fx_tracing)()
-        return not tracing and self.runs_as_one_convolution()
+        return not tracing and not _ONE_BY_ONE.get() and self.runs_as_one_convolution()
 
     @torch.jit.unused
     def runs_as_one_convolution(self) -> bool:
