@@ -55,14 +55,16 @@ def training_step(model: nn.Module, batch: int, size: int, fast: bool, compile: 
     return lambda: train_one_epoch(model, data, optimizer, loss_fn, recipe, autocast_dtype=dtype)
 
 
-def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], int]:
+def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], int, int]:
+    """The steps to time, the image size, and the network's multiply-adds per image."""
     size = 299 if arch == "inception_v3" else 32
     torch.manual_seed(0)
     model_name, kwargs = parse_model_spec(arch)
+    network = inceptionzoo.create_model(model_name, num_classes=10, **kwargs)
     variants = [("fp32 NCHW", False, False, {}), ("bf16+channels_last", True, False, {})]
     if compile:
         variants.append(("bf16+channels_last compiled", True, True, {}))
-    if any(isinstance(m, FusedConvBranches) for m in inceptionzoo.create_model(model_name, **kwargs).modules()):
+    if any(isinstance(m, FusedConvBranches) for m in network.modules()):
         variants.append(("bf16+channels_last branches one by one", True, False, {"fuse_branches": False}))
     steps = {
         f"inceptionzoo {arch} {label}": training_step(
@@ -79,7 +81,7 @@ def contenders(arch: str, batch: int, compile: bool) -> tuple[dict[str, Step], i
         }
         for name, peer in peers.items():
             steps[f"{name} {arch} bf16+channels_last"] = training_step(peer, batch, size, True)
-    return steps, size
+    return steps, size, count_macs(network, (3, size, size))
 
 
 def convolution_share(step: Step) -> float:
@@ -110,7 +112,7 @@ def main() -> None:
     rows = []
     for arch in args.arch:
         batch = args.batch or (16 if arch == "inception_v3" else 256)
-        steps, size = contenders(arch, batch, args.compile and arch != "inception_v3")
+        steps, size, macs = contenders(arch, batch, args.compile and arch != "inception_v3")
         for step in steps.values():  # warm-up
             step()
         speeds: dict[str, list[float]] = {name: [] for name in steps}
@@ -121,8 +123,7 @@ def main() -> None:
                 speeds[name].append(batch / (time.perf_counter() - start))
         medians = {name: statistics.median(values) for name, values in speeds.items()}
         baseline = medians[f"inceptionzoo {arch} fp32 NCHW"]
-        model_name, kwargs = parse_model_spec(arch)
-        flops = 3 * 2 * count_macs(inceptionzoo.create_model(model_name, num_classes=10, **kwargs), (3, size, size))
+        flops = 3 * 2 * macs
         share = convolution_share(steps[f"inceptionzoo {arch} bf16+channels_last"]) if args.profile else None
         print(f"\n{arch} at {size}x{size}, batch {batch}, {args.threads} threads, {flops / 1e9:.3f} GFLOP per "
               "training image")  # fmt: skip

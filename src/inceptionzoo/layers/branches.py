@@ -68,7 +68,7 @@ class FusedConvBranches(ParallelBranches):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting() and self._fused_now():
             return self._one_convolution(x)
-        return torch.cat([branch(x) for branch in self.children()], 1)
+        return torch.cat([branch(x) for branch in self.children()], 1)  # ParallelBranches'; super() does not script
 
     @torch.jit.unused
     def _fused_now(self) -> bool:
